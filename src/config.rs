@@ -1,0 +1,381 @@
+//! [`Config`]: every setting of the server, its defaults, and parsing from
+//! command-line flags and `SSEHUB_*` environment variables. Pure code.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The usage text printed by `--help` and after a bad flag.
+pub const USAGE: &str = "\
+Usage: ssehub [--bind ADDR:PORT] [--www DIR] [--heartbeat SECS] [--history N]
+              [--max-clients N] [--max-body BYTES] [--publish-token TOKEN]
+              [--cors-origin ORIGIN] [--journal FILE] [--log-level LEVEL]
+       ssehub --help | --version
+
+A small Server-Sent Events server with a bundled chat page.
+
+Options:
+  --bind ADDR:PORT       address to listen on [default: 127.0.0.1:8080]
+  --www DIR              serve the page from DIR instead of the built-in one
+  --heartbeat SECS       heartbeat period, 0 turns heartbeats off [default: 1]
+  --history N            events retained per room [default: 100]
+  --max-clients N        most open event streams, at least 1 [default: 10000]
+  --max-body BYTES       largest request body [default: 65536]
+  --publish-token TOKEN  require 'Authorization: Bearer TOKEN' on POST
+  --cors-origin ORIGIN   allow this Origin (repeatable; '*' allows any)
+  --journal FILE         append retained events to FILE and reload them on start
+  --log-level LEVEL      error, warn, info, debug or trace [default: info]
+  --stream-buffer BYTES  per-stream write buffer before a slow reader is cut
+                         [default: 262144]
+  -h, --help             print this help
+  -V, --version          print the version
+
+Every flag can also be set as SSEHUB_<FLAG> (e.g. SSEHUB_BIND=0.0.0.0:8080,
+SSEHUB_CORS_ORIGIN=a,b); a flag on the command line wins.";
+
+/// Every setting of a server. [`Config::default`] gives the contract's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Folder to serve the page from; `None` serves the page built into the binary.
+    pub www: Option<PathBuf>,
+    /// Heartbeat period; zero turns heartbeats off.
+    pub heartbeat: Duration,
+    /// Events retained per room.
+    pub history: usize,
+    /// Most open event streams; more get the `busy` answer.
+    pub max_clients: usize,
+    /// Largest request body in bytes.
+    pub max_body: usize,
+    /// Bearer token required on `POST` requests, if set.
+    pub publish_token: Option<String>,
+    /// Allowed CORS origins; `*` allows any; empty sends no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Journal file for retained events, if set.
+    pub journal: Option<PathBuf>,
+    /// Log level for the binary's logger.
+    pub log_level: log::LevelFilter,
+    /// Bytes a stream may have waiting before it is cut as a slow consumer.
+    pub stream_buffer: usize,
+    /// Largest request header block in bytes.
+    pub max_head: usize,
+    /// Time allowed from a connection's accept, or a request's first byte,
+    /// to the end of the request's header block.
+    pub header_timeout: Duration,
+    /// Time a kept-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            www: None,
+            heartbeat: Duration::from_secs(1),
+            history: 100,
+            max_clients: 10_000,
+            max_body: 65_536,
+            publish_token: None,
+            cors_origins: Vec::new(),
+            journal: None,
+            log_level: log::LevelFilter::Info,
+            stream_buffer: 256 * 1024,
+            max_head: 8 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run a server with this configuration.
+    Run(Box<Config>),
+    /// Print [`USAGE`] and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// A bad flag or value; the binary prints it with the usage and exits 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The flag or environment variable at fault, as the user wrote it.
+    pub source: String,
+    /// What was wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The flags that take a value, with their environment variable.
+const FLAGS: &[&str] = &[
+    "--bind",
+    "--www",
+    "--heartbeat",
+    "--history",
+    "--max-clients",
+    "--max-body",
+    "--publish-token",
+    "--cors-origin",
+    "--journal",
+    "--log-level",
+    "--stream-buffer",
+];
+
+/// Parses the arguments (without the program name) and the environment,
+/// looked up through `env` so tests need not touch the process's own.
+///
+/// # Errors
+/// A [`ConfigError`] naming the flag or variable that is unknown, lacks a
+/// value or has a bad one.
+///
+/// # Examples
+/// ```
+/// use ssehub::config::{parse, Command};
+/// let no_env = |_: &str| None;
+/// let Ok(Command::Run(config)) = parse(["--history", "5"].map(String::from), no_env) else {
+///     panic!()
+/// };
+/// assert_eq!(config.history, 5);
+/// assert!(parse(["--history", "x"].map(String::from), no_env).is_err());
+/// ```
+pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut config = Config::default();
+    // Environment first, so flags given on the command line override it.
+    for flag in FLAGS {
+        let var = format!("SSEHUB_{}", flag[2..].to_uppercase().replace('-', "_"));
+        if let Some(value) = env(&var) {
+            if *flag == "--cors-origin" {
+                config.cors_origins.clear();
+                for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                    apply(&mut config, flag, origin, &var)?;
+                }
+            } else {
+                apply(&mut config, flag, &value, &var)?;
+            }
+        }
+    }
+    let mut cors_from_flags = false;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ => {}
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(value.to_string()))
+            }
+            _ => (arg.clone(), None),
+        };
+        if !FLAGS.contains(&flag.as_str()) {
+            return Err(ConfigError {
+                source: arg,
+                message: "unknown flag".into(),
+            });
+        }
+        let value = match inline.or_else(|| args.next()) {
+            Some(value) => value,
+            None => {
+                return Err(ConfigError {
+                    source: flag,
+                    message: "needs a value".into(),
+                })
+            }
+        };
+        if flag == "--cors-origin" && !cors_from_flags {
+            // Flags replace the environment's list rather than add to it.
+            config.cors_origins.clear();
+            cors_from_flags = true;
+        }
+        apply(&mut config, &flag, &value, &flag)?;
+    }
+    Ok(Command::Run(Box::new(config)))
+}
+
+fn apply(config: &mut Config, flag: &str, value: &str, source: &str) -> Result<(), ConfigError> {
+    let bad = |message: String| ConfigError {
+        source: source.to_string(),
+        message,
+    };
+    match flag {
+        "--bind" => {
+            config.bind = value.parse().map_err(|_| {
+                bad(format!(
+                    "expected ADDR:PORT such as 127.0.0.1:8080, got '{value}'"
+                ))
+            })?
+        }
+        "--www" => {
+            if value.is_empty() {
+                return Err(bad("needs a folder".into()));
+            }
+            config.www = Some(PathBuf::from(value));
+        }
+        "--heartbeat" => {
+            let secs: f64 = value
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s <= 86_400.0)
+                .ok_or_else(|| bad(format!("expected seconds from 0 to 86400, got '{value}'")))?;
+            config.heartbeat = Duration::from_secs_f64(secs);
+        }
+        "--history" => config.history = number(value, 0, 1_000_000).map_err(bad)?,
+        "--max-clients" => config.max_clients = number(value, 1, 1_000_000).map_err(bad)?,
+        "--max-body" => config.max_body = number(value, 1, 1 << 30).map_err(bad)?,
+        "--stream-buffer" => config.stream_buffer = number(value, 1024, 1 << 30).map_err(bad)?,
+        "--publish-token" => {
+            if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(bad("token must be non-empty, without spaces".into()));
+            }
+            config.publish_token = Some(value.to_string());
+        }
+        "--cors-origin" => {
+            if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(bad(format!("not an origin: '{value}'")));
+            }
+            config.cors_origins.push(value.to_string());
+        }
+        "--journal" => {
+            if value.is_empty() {
+                return Err(bad("needs a file".into()));
+            }
+            config.journal = Some(PathBuf::from(value));
+        }
+        "--log-level" => {
+            config.log_level = match value.to_ascii_lowercase().as_str() {
+                "off" => log::LevelFilter::Off,
+                "error" => log::LevelFilter::Error,
+                "warn" => log::LevelFilter::Warn,
+                "info" => log::LevelFilter::Info,
+                "debug" => log::LevelFilter::Debug,
+                "trace" => log::LevelFilter::Trace,
+                _ => {
+                    return Err(bad(format!(
+                        "expected off, error, warn, info, debug or trace, got '{value}'"
+                    )))
+                }
+            }
+        }
+        _ => unreachable!("flag list and apply() disagree on {flag}"),
+    }
+    Ok(())
+}
+
+fn number(value: &str, min: usize, max: usize) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number from {min} to {max}, got '{value}'"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        match parse(args.iter().map(|a| a.to_string()), lookup)? {
+            Command::Run(config) => Ok(*config),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = run(&[], &[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.heartbeat, Duration::from_secs(1));
+        assert_eq!(
+            (c.history, c.max_clients, c.max_body),
+            (100, 10_000, 65_536)
+        );
+        assert_eq!(c.stream_buffer, 262_144);
+        assert!(c.cors_origins.is_empty() && c.publish_token.is_none());
+    }
+
+    #[test]
+    fn flags_and_equals_form() {
+        let c = run(
+            &[
+                "--bind=0.0.0.0:9",
+                "--heartbeat",
+                "0",
+                "--cors-origin",
+                "a",
+                "--cors-origin=*",
+                "--log-level",
+                "DEBUG",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.bind.to_string(), "0.0.0.0:9");
+        assert_eq!(c.heartbeat, Duration::ZERO);
+        assert_eq!(c.cors_origins, ["a", "*"]);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn environment_then_flags() {
+        let env = [
+            ("SSEHUB_BIND", "127.0.0.1:1"),
+            ("SSEHUB_CORS_ORIGIN", "x, y"),
+            ("SSEHUB_PUBLISH_TOKEN", "t"),
+        ];
+        let c = run(&[], &env).unwrap();
+        assert_eq!(c.bind.port(), 1);
+        assert_eq!(c.cors_origins, ["x", "y"]);
+        assert_eq!(c.publish_token.as_deref(), Some("t"));
+        let c = run(&["--bind", "127.0.0.1:2", "--cors-origin", "z"], &env).unwrap();
+        assert_eq!(c.bind.port(), 2);
+        assert_eq!(c.cors_origins, ["z"]);
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case<'_>] = &[
+            (&["--nope"], &[], "--nope"),
+            (&["--history"], &[], "--history"),
+            (&["--history", "-1"], &[], "--history"),
+            (&["--max-clients", "0"], &[], "--max-clients"),
+            (&["--bind", "localhost"], &[], "--bind"),
+            (&["--heartbeat", "nan"], &[], "--heartbeat"),
+            (&["--log-level", "loud"], &[], "--log-level"),
+            (&[], &[("SSEHUB_MAX_BODY", "big")], "SSEHUB_MAX_BODY"),
+        ];
+        for (args, env, source) in cases {
+            let err = run(args, env).unwrap_err();
+            assert_eq!(err.source, *source, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_and_version() {
+        let none = |_: &str| None;
+        assert_eq!(parse(["-h".to_string()], none), Ok(Command::Help));
+        assert_eq!(parse(["--version".to_string()], none), Ok(Command::Version));
+    }
+}

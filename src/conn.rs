@@ -1,0 +1,158 @@
+//! One client connection: its socket, what state it is in, and its
+//! buffers. The server drives it; this module only holds and reads.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::outbuf::OutBuf;
+use crate::request::{ChunkedDecoder, Head};
+
+/// A connection, kept by the server under its token.
+#[derive(Debug)]
+pub struct Conn {
+    /// The socket.
+    pub socket: TcpStream,
+    /// The client's address, for logs and hooks.
+    pub peer: SocketAddr,
+    /// What the connection is doing; per-state data lives in the variant.
+    pub state: State,
+    /// Bytes waiting to be written.
+    pub out: OutBuf,
+    /// `WRITABLE` interest is registered (only while a write fell short).
+    pub wants_write: bool,
+    /// Waiting in the server's flush queue.
+    pub queued: bool,
+    /// Marked for closing at the end of the loop turn.
+    pub doomed: bool,
+    /// When the server gives up on the connection (header, idle or linger
+    /// time-out); `None` for streams, which are kept alive by heartbeats.
+    pub deadline: Option<Instant>,
+}
+
+/// The states of a connection.
+#[derive(Debug)]
+pub enum State {
+    /// Reading requests and answering them (keep-alive, pipelining).
+    Http(Box<HttpState>),
+    /// An event stream: reads are only watched for the close.
+    Stream(StreamState),
+    /// The last response is being written; then the write side is shut.
+    Closing,
+    /// Write side shut; reading and dropping until the client closes or the
+    /// deadline passes, so it can read our answer before an RST.
+    Lingering,
+}
+
+/// Where an ordinary connection stands in the current request.
+#[derive(Debug, Default)]
+pub struct HttpState {
+    /// Received bytes not yet parsed (bounded by the server).
+    pub read_buf: Vec<u8>,
+    /// The head of the request whose body is awaited, if any.
+    pub body_of: Option<Head>,
+    /// The decoder of a chunked body in progress.
+    pub chunked: Option<ChunkedDecoder>,
+    /// Reading stopped because too many answers wait to be written; the
+    /// next drained flush resumes it.
+    pub read_paused: bool,
+}
+
+/// An open event stream.
+#[derive(Debug)]
+pub struct StreamState {
+    /// The rooms it is subscribed to.
+    pub rooms: Box<[Rc<str>]>,
+    /// Subscribed with `role=agent`.
+    pub agent: bool,
+}
+
+/// What one read achieved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Bytes arrived.
+    Data(usize),
+    /// Nothing more for now.
+    WouldBlock,
+    /// The client closed its side.
+    Eof,
+}
+
+impl Conn {
+    /// A new connection, in the request state, whose head must arrive by `deadline`.
+    pub fn new(socket: TcpStream, peer: SocketAddr, deadline: Instant) -> Conn {
+        Conn {
+            socket,
+            peer,
+            state: State::Http(Box::default()),
+            out: OutBuf::default(),
+            wants_write: false,
+            queued: false,
+            doomed: false,
+            deadline: Some(deadline),
+        }
+    }
+
+    /// Whether this connection is an open event stream.
+    pub fn is_stream(&self) -> bool {
+        matches!(self.state, State::Stream(_))
+    }
+}
+
+/// Reads once through `scratch` and appends what came to `buf`, keeping
+/// `buf` at most `limit` bytes long. Reading through one shared scratch
+/// buffer keeps each connection's own buffer as small as its data.
+///
+/// # Errors
+/// Socket errors other than `WouldBlock` and `Interrupted`.
+pub fn read_into(
+    socket: &mut TcpStream,
+    scratch: &mut [u8],
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<ReadOutcome> {
+    let room = limit.saturating_sub(buf.len()).min(scratch.len());
+    if room == 0 {
+        return Ok(ReadOutcome::Data(0));
+    }
+    loop {
+        match socket.read(&mut scratch[..room]) {
+            Ok(0) => return Ok(ReadOutcome::Eof),
+            Ok(n) => {
+                buf.extend_from_slice(&scratch[..n]);
+                return Ok(ReadOutcome::Data(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads and drops what is available, up to `budget` bytes (streams and
+/// lingering closes). `Data(n)` means the budget ran out: a client that
+/// sends that much where nothing is expected is dropped by the caller.
+///
+/// # Errors
+/// Socket errors other than `WouldBlock` and `Interrupted`.
+pub fn drain_reads(socket: &mut TcpStream, budget: usize) -> io::Result<ReadOutcome> {
+    let mut scratch = [0u8; 4096];
+    let mut total = 0;
+    loop {
+        match socket.read(&mut scratch) {
+            Ok(0) => return Ok(ReadOutcome::Eof),
+            Ok(n) => {
+                total += n;
+                if total >= budget {
+                    return Ok(ReadOutcome::Data(total));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

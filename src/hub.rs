@@ -1,0 +1,514 @@
+//! The hub: rooms, their subscribers, their retained history, the id
+//! sequence and presence. It never sees a socket: subscribers are plain
+//! numbers ([`SubscriberId`]) that the server maps to connections.
+//!
+//! A publish encodes its frame once; the server appends those same bytes
+//! to the buffer of every id in [`Hub::subscribers`].
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use crate::sse;
+
+/// Who a subscriber is, as far as the hub knows: the server's token index.
+pub type SubscriberId = usize;
+
+/// One retained event.
+#[derive(Debug, Clone)]
+pub struct Retained {
+    /// Its id in the one sequence.
+    pub id: u64,
+    /// The room it was published to.
+    pub room: Rc<str>,
+    /// The wire bytes of the event, shared by every recipient and replay.
+    pub frame: Rc<[u8]>,
+    /// The item as `GET /messages` and the journal show it (one JSON object).
+    pub json: Rc<str>,
+}
+
+/// One room: who listens, and what it retains.
+#[derive(Debug, Default)]
+struct Room {
+    /// Streams subscribed to the room, in no particular order.
+    subscribers: Vec<SubscriberId>,
+    /// How many of them are agents.
+    agents: usize,
+    /// The newest events, oldest first, at most `history` of them.
+    history: VecDeque<Retained>,
+    /// The highest id ever dropped from `history` (0 if none): a client
+    /// asking for anything older than this has missed events.
+    dropped_up_to: u64,
+    /// Counts last announced by a `presence` event: (clients, agents).
+    announced: (usize, usize),
+}
+
+impl Room {
+    fn counts(&self) -> (usize, usize) {
+        (self.subscribers.len(), self.agents)
+    }
+
+    fn is_unused(&self) -> bool {
+        self.subscribers.is_empty() && self.history.is_empty() && self.announced == (0, 0)
+    }
+}
+
+/// What a publish produced: the server journals `retained` and broadcasts
+/// its frame to [`Hub::subscribers`] of the room.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The new event.
+    pub event: Retained,
+}
+
+/// Rooms, subscribers, history, the id sequence and presence.
+#[derive(Debug)]
+pub struct Hub {
+    /// Rooms by name.
+    rooms: HashMap<Rc<str>, Room>,
+    /// Events retained per room.
+    history: usize,
+    /// The newest id issued (or the one before the first, at start).
+    last_id: u64,
+    /// Rooms whose counts changed since the last presence round.
+    presence_dirty: Vec<Rc<str>>,
+}
+
+/// The checks on a room name: 1–64 of `A-Z a-z 0-9 _ - .`.
+pub fn valid_room(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// `value` as a JSON string literal.
+pub fn json_string(value: &str) -> String {
+    serde_json::to_string(value).expect("strings always serialise")
+}
+
+impl Hub {
+    /// An empty hub retaining `history` events per room, whose first
+    /// event will have id `last_id + 1`.
+    pub fn new(history: usize, last_id: u64) -> Hub {
+        Hub {
+            rooms: HashMap::new(),
+            history,
+            last_id,
+            presence_dirty: Vec::new(),
+        }
+    }
+
+    /// The newest id issued.
+    pub fn last_id(&self) -> u64 {
+        self.last_id
+    }
+
+    /// Subscribes `sub` to `rooms`; presence for them is due.
+    pub fn subscribe(&mut self, sub: SubscriberId, rooms: &[Rc<str>], agent: bool) {
+        for name in rooms {
+            let room = self.rooms.entry(name.clone()).or_default();
+            room.subscribers.push(sub);
+            if agent {
+                room.agents += 1;
+            }
+            self.presence_dirty.push(name.clone());
+        }
+    }
+
+    /// Removes `sub` from `rooms`; presence for them is due.
+    pub fn unsubscribe(&mut self, sub: SubscriberId, rooms: &[Rc<str>], agent: bool) {
+        for name in rooms {
+            let Some(room) = self.rooms.get_mut(name) else {
+                continue;
+            };
+            if let Some(at) = room.subscribers.iter().position(|s| *s == sub) {
+                room.subscribers.swap_remove(at);
+                if agent {
+                    room.agents -= 1;
+                }
+            }
+            self.presence_dirty.push(name.clone());
+        }
+    }
+
+    /// The streams subscribed to `room`.
+    pub fn subscribers(&self, room: &str) -> &[SubscriberId] {
+        self.rooms
+            .get(room)
+            .map(|r| r.subscribers.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// The room's name as the hub holds it, shared rather than copied.
+    pub fn room_name(&mut self, room: &str) -> Rc<str> {
+        match self.rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => Rc::from(room),
+        }
+    }
+
+    /// Publishes a chat message: a `message` event whose data is the JSON
+    /// `{"id","room","user","text","time"}`.
+    pub fn publish_message(
+        &mut self,
+        room: &str,
+        user: &str,
+        text: &str,
+        time_ms: u64,
+    ) -> Published {
+        let id = self.last_id + 1;
+        let json = format!(
+            "{{\"id\":{id},\"room\":{},\"user\":{},\"text\":{},\"time\":{time_ms}}}",
+            json_string(room),
+            json_string(user),
+            json_string(text)
+        );
+        let mut frame = Vec::with_capacity(json.len() + 40);
+        sse::encode_parts(Some(id), Some("message"), &json, &mut frame);
+        self.retain(id, room, frame, json)
+    }
+
+    /// Publishes a custom event: data is sent as given (line ends already
+    /// normalised to LF); the retained item is `{"id","room","event","data","time"}`.
+    pub fn publish_event(
+        &mut self,
+        room: &str,
+        event: &str,
+        data: &str,
+        time_ms: u64,
+    ) -> Published {
+        let id = self.last_id + 1;
+        let json = format!(
+            "{{\"id\":{id},\"room\":{},\"event\":{},\"data\":{},\"time\":{time_ms}}}",
+            json_string(room),
+            json_string(event),
+            json_string(data)
+        );
+        let mut frame = Vec::with_capacity(data.len() + event.len() + 32);
+        sse::encode_parts(Some(id), Some(event), data, &mut frame);
+        self.retain(id, room, frame, json)
+    }
+
+    /// Puts back an event read from the journal: history refilled, the
+    /// sequence moved past its id. Events must come in id order.
+    pub fn restore(&mut self, id: u64, room: &str, frame: Vec<u8>, json: String) {
+        self.retain(id, room, frame, json);
+    }
+
+    /// Moves the sequence so the next id is above `id` (journal start-up).
+    pub fn advance_to(&mut self, id: u64) {
+        self.last_id = self.last_id.max(id);
+    }
+
+    fn retain(&mut self, id: u64, room: &str, frame: Vec<u8>, json: String) -> Published {
+        self.last_id = self.last_id.max(id);
+        let name = self.room_name(room);
+        let event = Retained {
+            id,
+            room: name.clone(),
+            frame: Rc::from(frame),
+            json: Rc::from(json),
+        };
+        let history = self.history;
+        let room = self.rooms.entry(name).or_default();
+        if history == 0 {
+            room.dropped_up_to = id;
+        } else {
+            if room.history.len() == history {
+                let dropped = room.history.pop_front().expect("history is full");
+                room.dropped_up_to = dropped.id;
+            }
+            room.history.push_back(event.clone());
+        }
+        Published { event }
+    }
+
+    /// Writes what a new stream gets before live events: a `gap` event if
+    /// events newer than `last_id` are gone, the retained events of `rooms`
+    /// newer than `last_id` (all retained ones without it) in id order, and
+    /// an id-only block if the last id sent is not the current one.
+    /// Returns how many events were replayed.
+    pub fn replay(&self, rooms: &[Rc<str>], last_id: Option<u64>, out: &mut Vec<u8>) -> usize {
+        let after = last_id.unwrap_or(0);
+        let mut events: Vec<&Retained> = rooms
+            .iter()
+            .filter_map(|name| self.rooms.get(name))
+            .flat_map(|room| room.history.iter().filter(|e| e.id > after))
+            .collect();
+        events.sort_unstable_by_key(|e| e.id);
+        events.dedup_by_key(|e| e.id);
+        if let Some(last_id) = last_id {
+            let lost = rooms
+                .iter()
+                .filter_map(|name| self.rooms.get(name))
+                .any(|room| room.dropped_up_to > last_id);
+            if lost {
+                let oldest = events.first().map_or(0, |e| e.id);
+                let data = format!("{{\"last_event_id\":{last_id},\"oldest_retained\":{oldest}}}");
+                sse::encode_parts(None, Some("gap"), &data, out);
+            }
+        }
+        for event in &events {
+            out.extend_from_slice(&event.frame);
+        }
+        let last_sent = events.last().map_or(last_id.unwrap_or(0), |e| e.id);
+        if last_sent != self.last_id {
+            sse::encode_id_only(self.last_id, out);
+        }
+        events.len()
+    }
+
+    /// The retained items of `room` as a JSON array, oldest first: those
+    /// with an id above `after`, the newest `limit` of them.
+    pub fn history_json(&self, room: &str, after: u64, limit: Option<usize>) -> String {
+        let Some(room) = self.rooms.get(room) else {
+            return "[]".to_string();
+        };
+        let newer: Vec<&Retained> = room.history.iter().filter(|e| e.id > after).collect();
+        let skip = limit.map_or(0, |k| newer.len().saturating_sub(k));
+        let mut out = String::from("[");
+        for (n, event) in newer[skip..].iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push_str(&event.json);
+        }
+        out.push(']');
+        out
+    }
+
+    /// Every room with a retained event or an open stream, by name, as the
+    /// JSON array of `GET /rooms`.
+    pub fn rooms_json(&self) -> String {
+        let mut names: Vec<&Rc<str>> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| !r.subscribers.is_empty() || !r.history.is_empty())
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        let mut out = String::from("[");
+        for (n, name) in names.iter().enumerate() {
+            let room = &self.rooms[*name];
+            if n > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                "{{\"room\":{},\"clients\":{},\"agents\":{},\"messages\":{},\"last_id\":{}}}",
+                json_string(name),
+                room.subscribers.len(),
+                room.agents,
+                room.history.len(),
+                room.history.back().map_or(0, |e| e.id)
+            ));
+        }
+        out.push(']');
+        out
+    }
+
+    /// Counts for the metrics page: (rooms, retained events).
+    pub fn sizes(&self) -> (usize, usize) {
+        (
+            self.rooms.len(),
+            self.rooms.values().map(|r| r.history.len()).sum(),
+        )
+    }
+
+    /// The presence round: for each room whose counts changed since the
+    /// last announcement, the room and its `presence` frame. Rooms left
+    /// with nothing are forgotten afterwards.
+    pub fn take_presence(&mut self) -> Vec<(Rc<str>, Vec<u8>)> {
+        let mut due = std::mem::take(&mut self.presence_dirty);
+        due.sort();
+        due.dedup();
+        let mut frames = Vec::new();
+        for name in due {
+            let Some(room) = self.rooms.get_mut(&name) else {
+                continue;
+            };
+            let counts = room.counts();
+            if counts != room.announced {
+                room.announced = counts;
+                let data = format!(
+                    "{{\"room\":{},\"clients\":{},\"agents\":{}}}",
+                    json_string(&name),
+                    counts.0,
+                    counts.1
+                );
+                let mut frame = Vec::new();
+                sse::encode_parts(None, Some("presence"), &data, &mut frame);
+                frames.push((name.clone(), frame));
+            }
+            if room.is_unused() {
+                self.rooms.remove(&name);
+            }
+        }
+        frames
+    }
+
+    /// Whether a presence round has anything to look at.
+    pub fn presence_pending(&self) -> bool {
+        !self.presence_dirty.is_empty()
+    }
+
+    /// The retained events of every room in id order (journal compaction).
+    pub fn all_retained(&self) -> Vec<Retained> {
+        let mut all: Vec<Retained> = self
+            .rooms
+            .values()
+            .flat_map(|r| r.history.iter().cloned())
+            .collect();
+        all.sort_unstable_by_key(|e| e.id);
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<Rc<str>> {
+        list.iter().map(|n| Rc::from(*n)).collect()
+    }
+
+    fn replay(hub: &Hub, rooms: &[&str], last: Option<u64>) -> String {
+        let mut out = Vec::new();
+        hub.replay(&names(rooms), last, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn room_names() {
+        assert!(valid_room("lobby") && valid_room("a.b-c_D9") && valid_room(&"x".repeat(64)));
+        assert!(
+            !valid_room("")
+                && !valid_room(&"x".repeat(65))
+                && !valid_room("a b")
+                && !valid_room("é")
+        );
+    }
+
+    #[test]
+    fn ids_are_one_sequence_and_frames_exact() {
+        let mut hub = Hub::new(10, 100);
+        let a = hub.publish_message("a", "ann", "hi \"there\"\n", 5);
+        let b = hub.publish_event("b", "reading", "t=1\nh=2", 6);
+        assert_eq!((a.event.id, b.event.id, hub.last_id()), (101, 102, 102));
+        assert_eq!(
+            &*a.event.frame,
+            b"id: 101\nevent: message\ndata: {\"id\":101,\"room\":\"a\",\"user\":\"ann\",\"text\":\"hi \\\"there\\\"\\n\",\"time\":5}\n\n"
+        );
+        assert_eq!(
+            &*b.event.frame,
+            b"id: 102\nevent: reading\ndata: t=1\ndata: h=2\n\n"
+        );
+        assert_eq!(
+            &*b.event.json,
+            "{\"id\":102,\"room\":\"b\",\"event\":\"reading\",\"data\":\"t=1\\nh=2\",\"time\":6}"
+        );
+    }
+
+    #[test]
+    fn replay_merges_rooms_in_id_order_and_ends_on_current_id() {
+        let mut hub = Hub::new(10, 0);
+        hub.publish_event("a", "e", "1", 0);
+        hub.publish_event("b", "e", "2", 0);
+        hub.publish_event("c", "e", "3", 0);
+        hub.publish_event("a", "e", "4", 0);
+        let all = replay(&hub, &["a", "b"], None);
+        assert_eq!(
+            all,
+            "id: 1\nevent: e\ndata: 1\n\nid: 2\nevent: e\ndata: 2\n\nid: 4\nevent: e\ndata: 4\n\n"
+        );
+        // Resuming after 2: only 4, no id-only block (4 is current).
+        assert_eq!(
+            replay(&hub, &["a", "b"], Some(2)),
+            "id: 4\nevent: e\ndata: 4\n\n"
+        );
+        // Room b alone has nothing after 2: an id-only block moves the client on.
+        assert_eq!(replay(&hub, &["b"], Some(2)), "id: 4\n\n");
+        // Already current: nothing at all.
+        assert_eq!(replay(&hub, &["b"], Some(4)), "");
+    }
+
+    #[test]
+    fn gap_when_history_dropped_newer_events() {
+        let mut hub = Hub::new(2, 0);
+        for n in 1..=5 {
+            hub.publish_event("a", "e", &n.to_string(), 0);
+        }
+        // Retained: 4, 5. Client last saw 2, so 3 is lost.
+        assert_eq!(
+            replay(&hub, &["a"], Some(2)),
+            "event: gap\ndata: {\"last_event_id\":2,\"oldest_retained\":4}\n\n\
+             id: 4\nevent: e\ndata: 4\n\nid: 5\nevent: e\ndata: 5\n\n"
+        );
+        // Client last saw 3: nothing newer was dropped, no gap.
+        assert!(!replay(&hub, &["a"], Some(3)).contains("gap"));
+    }
+
+    #[test]
+    fn history_zero_retains_nothing_but_reports_gaps() {
+        let mut hub = Hub::new(0, 0);
+        hub.publish_event("a", "e", "1", 0);
+        assert_eq!(hub.history_json("a", 0, None), "[]");
+        assert_eq!(
+            replay(&hub, &["a"], Some(0)),
+            "event: gap\ndata: {\"last_event_id\":0,\"oldest_retained\":0}\n\nid: 1\n\n"
+        );
+    }
+
+    #[test]
+    fn history_after_and_limit() {
+        let mut hub = Hub::new(10, 0);
+        for n in 1..=5 {
+            hub.publish_event("a", "e", &n.to_string(), 0);
+        }
+        let ids = |json: String| -> Vec<u64> {
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_u64().unwrap())
+                .collect()
+        };
+        assert_eq!(ids(hub.history_json("a", 0, None)), [1, 2, 3, 4, 5]);
+        assert_eq!(ids(hub.history_json("a", 2, None)), [3, 4, 5]);
+        assert_eq!(ids(hub.history_json("a", 0, Some(2))), [4, 5]);
+        assert_eq!(ids(hub.history_json("a", 1, Some(0))), Vec::<u64>::new());
+        assert_eq!(hub.history_json("nope", 0, None), "[]");
+    }
+
+    #[test]
+    fn presence_is_coalesced_and_counts_agents() {
+        let mut hub = Hub::new(10, 0);
+        let a = names(&["a"]);
+        hub.subscribe(1, &a, false);
+        hub.subscribe(2, &a, true);
+        hub.subscribe(3, &a, false);
+        hub.unsubscribe(3, &a, false);
+        let frames = hub.take_presence();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(
+            String::from_utf8(frames[0].1.clone()).unwrap(),
+            "event: presence\ndata: {\"room\":\"a\",\"clients\":2,\"agents\":1}\n\n"
+        );
+        // A join and a leave between rounds: counts unchanged, nothing sent.
+        hub.subscribe(4, &a, false);
+        hub.unsubscribe(4, &a, false);
+        assert!(hub.take_presence().is_empty());
+        assert_eq!(
+            hub.rooms_json(),
+            "[{\"room\":\"a\",\"clients\":2,\"agents\":1,\"messages\":0,\"last_id\":0}]"
+        );
+        // Everyone leaves: a last presence, then the room is forgotten.
+        hub.unsubscribe(1, &a, false);
+        hub.unsubscribe(2, &a, true);
+        assert_eq!(hub.take_presence().len(), 1);
+        hub.subscribe(5, &a, false);
+        hub.unsubscribe(5, &a, false);
+        hub.take_presence();
+        assert_eq!(hub.rooms_json(), "[]");
+        assert_eq!(hub.sizes(), (0, 0));
+    }
+}

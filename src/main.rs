@@ -1,0 +1,56 @@
+//! The `ssehub` binary: parse flags, bind, run. Nothing else.
+
+use std::process::ExitCode;
+
+use ssehub::config::{self, Command, USAGE};
+use ssehub::Server;
+
+fn main() -> ExitCode {
+    let command = match config::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("ssehub: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match command {
+        Command::Help => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("ssehub {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Run(config) => *config,
+    };
+    if let Err(e) = simple_logger::SimpleLogger::new()
+        .with_level(config.log_level)
+        .init()
+    {
+        eprintln!("ssehub: cannot start logging: {e}");
+    }
+    let bind = config.bind;
+    let mut server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => {
+            let why = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "address already in use (is another ssehub running?)".to_string()
+                }
+                _ => e.to_string(),
+            };
+            eprintln!("ssehub: cannot listen on {bind}: {why}");
+            return ExitCode::from(1);
+        }
+    };
+    let addr = server.local_addr().map_or(bind, |a| a);
+    log::info!("listening on http://{addr}/ (page: http://{addr}/, stream: http://{addr}/events)");
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ssehub: event loop failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! A connection's output buffer: bytes are appended without I/O and
+//! written later, as much as the socket takes, in one call where possible.
+
+use std::io::{self, Write};
+
+/// Bytes waiting to be written to one socket.
+///
+/// It starts empty and gives its memory back whenever it drains, so an
+/// idle stream holds no buffer at all.
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    /// The bytes; those before `start` are already written.
+    buf: Vec<u8>,
+    /// How far the socket has taken `buf`.
+    start: usize,
+}
+
+/// What a flush achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    /// Bytes written by this flush.
+    pub written: usize,
+    /// Nothing is left waiting.
+    pub drained: bool,
+}
+
+impl OutBuf {
+    /// Appends bytes; never does I/O.
+    pub fn push(&mut self, bytes: &[u8]) {
+        // Reclaim the written front before growing, so a reader that keeps
+        // up only partly does not make the buffer creep.
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Gives direct access for encoders that write in place.
+    pub fn tail(&mut self) -> &mut Vec<u8> {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        &mut self.buf
+    }
+
+    /// Bytes still waiting.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes until the buffer drains or the writer would block.
+    ///
+    /// # Errors
+    /// Any write error other than `WouldBlock` and `Interrupted`; a write
+    /// of zero bytes is reported as `WriteZero`.
+    pub fn write_to(&mut self, writer: &mut impl Write) -> io::Result<Flushed> {
+        let mut written = 0;
+        while self.start < self.buf.len() {
+            match writer.write(&self.buf[self.start..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.start += n;
+                    written += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let drained = self.start == self.buf.len();
+        if drained {
+            // Give the memory back: most streams sit idle most of the time.
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+        Ok(Flushed { written, drained })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `room` bytes, then blocks.
+    struct Pipe {
+        taken: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = bytes.len().min(self.room).min(3);
+            self.room -= n;
+            self.taken.extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_the_rest_in_order() {
+        let mut out = OutBuf::default();
+        out.push(b"hello ");
+        out.push(b"world");
+        let mut pipe = Pipe {
+            taken: Vec::new(),
+            room: 7,
+        };
+        let f = out.write_to(&mut pipe).unwrap();
+        assert_eq!(
+            f,
+            Flushed {
+                written: 7,
+                drained: false
+            }
+        );
+        assert_eq!(out.len(), 4);
+        out.push(b"!");
+        pipe.room = 100;
+        let f = out.write_to(&mut pipe).unwrap();
+        assert_eq!(
+            f,
+            Flushed {
+                written: 5,
+                drained: true
+            }
+        );
+        assert_eq!(pipe.taken, b"hello world!");
+        assert_eq!(out.buf.capacity(), 0, "a drained buffer frees its memory");
+    }
+
+    #[test]
+    fn zero_write_is_an_error() {
+        struct Zero;
+        impl Write for Zero {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = OutBuf::default();
+        out.push(b"x");
+        assert_eq!(
+            out.write_to(&mut Zero).unwrap_err().kind(),
+            io::ErrorKind::WriteZero
+        );
+    }
+}
