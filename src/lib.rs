@@ -30,6 +30,8 @@
 //!   safe path mapping.
 //! - [`handle`]: a cloneable handle that publishes and shuts down from
 //!   other threads through a queue and one `mio::Waker`.
+//! - [`hooks`]: what a host plugs in — stream open/close notices and an
+//!   authoriser for subscriptions and publishes.
 //! - [`metrics`]: counters and their Prometheus text form.
 //!
 //! # A first embedded server
@@ -51,6 +53,7 @@
 pub mod config;
 pub mod conn;
 pub mod handle;
+pub mod hooks;
 pub mod hub;
 pub mod metrics;
 pub mod outbuf;

@@ -62,6 +62,8 @@ pub struct Head {
     pub authorization: Option<String>,
     /// `Content-Type` header.
     pub content_type: Option<String>,
+    /// Every header as sent, for hooks that need more than the above.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Why a request could not be accepted; each maps to one status code.
@@ -189,6 +191,7 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Parsed, HttpError> {
         origin: None,
         authorization: None,
         content_type: None,
+        headers: Vec::with_capacity(req.headers.len()),
     };
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
@@ -197,6 +200,7 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Parsed, HttpError> {
         let value = std::str::from_utf8(header.value)
             .map_err(|_| HttpError::BadRequest("header value is not UTF-8"))?
             .trim();
+        head.headers.push((name.to_string(), value.to_string()));
         if name.eq_ignore_ascii_case("content-length") {
             let n = parse_content_length(value)?;
             if content_length.is_some_and(|old| old != n) {

@@ -23,6 +23,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::config::Config;
 use crate::conn::{self, Conn, ReadOutcome, State, StreamState};
 use crate::handle::{Command, Handle, Shared};
+use crate::hooks::{Authorizer, Decision, RequestInfo, RequestKind, StreamHook, StreamNotice};
 use crate::hub::{json_string, Hub, Published};
 use crate::metrics::{Gauges, Metrics};
 use crate::request::{parse_head, BodyFraming, Head, HttpError, Limits, Method, Parsed};
@@ -112,6 +113,10 @@ pub struct Server {
     shutdown_deadline: Option<Instant>,
     /// Cheap randomness for the busy answer's retry.
     rng: u64,
+    /// The host's stream open/close hook.
+    stream_hook: Option<StreamHook>,
+    /// The host's authoriser for subscriptions and publishes.
+    authorizer: Option<Authorizer>,
 }
 
 impl std::fmt::Debug for Server {
@@ -194,6 +199,8 @@ impl Server {
             accept_resume: None,
             shutdown_deadline: None,
             rng: first_id | 1,
+            stream_hook: None,
+            authorizer: None,
             config,
         })
     }
@@ -211,6 +218,46 @@ impl Server {
         Handle {
             shared: self.shared.clone(),
         }
+    }
+
+    /// Calls `hook` on the loop's thread whenever a stream opens or closes.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut server = ssehub::Server::bind(ssehub::Config {
+    ///     bind: "127.0.0.1:0".parse().unwrap(),
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// server.on_stream(|notice| {
+    ///     let verb = if notice.opened { "opened" } else { "closed" };
+    ///     println!("{} {verb} a stream on {:?}", notice.peer, notice.rooms);
+    /// });
+    /// ```
+    pub fn on_stream(&mut self, hook: impl FnMut(&StreamNotice) + 'static) {
+        self.stream_hook = Some(Box::new(hook));
+    }
+
+    /// Lets `authorize` decide on every subscription (`GET /events`) and
+    /// publish (`POST /messages`, `POST /publish`) after the contract's own
+    /// checks (validation, `--publish-token`) have passed.
+    ///
+    /// # Examples
+    /// ```
+    /// use ssehub::hooks::{Decision, RequestKind};
+    /// let mut server = ssehub::Server::bind(ssehub::Config {
+    ///     bind: "127.0.0.1:0".parse().unwrap(),
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// server.authorize(|request| match (request.kind, request.header("x-api-key")) {
+    ///     (RequestKind::Subscribe, _) => Decision::Allow,
+    ///     (_, Some("secret")) => Decision::Allow,
+    ///     _ => Decision::Deny { status: 403, message: "publishing needs x-api-key".into() },
+    /// });
+    /// ```
+    pub fn authorize(&mut self, authorize: impl FnMut(&RequestInfo<'_>) -> Decision + 'static) {
+        self.authorizer = Some(Box::new(authorize));
     }
 
     /// The configuration the server runs with.
@@ -640,7 +687,10 @@ impl Server {
     }
 
     fn handle_request(&mut self, token: usize, head: Head, body: Vec<u8>) {
-        let action = router::route(&head, &body, self.config.publish_token.as_deref());
+        let mut action = router::route(&head, &body, self.config.publish_token.as_deref());
+        if let Some(denied) = self.ask_authorizer(token, &head, &action) {
+            action = Action::Reject(denied);
+        }
         let cors = self.cors_origin(&head);
         let framing = Framing {
             head_only: head.method == Method::Head,
@@ -720,6 +770,48 @@ impl Server {
         };
         self.log_request(token, Some(&head), response.status, "");
         self.respond(token, &response, framing);
+    }
+
+    /// The host's verdict on a subscription or publish, if it refuses.
+    fn ask_authorizer(&mut self, token: usize, head: &Head, action: &Action) -> Option<Response> {
+        let authorize = self.authorizer.as_mut()?;
+        let (kind, rooms) = match action {
+            Action::Subscribe { rooms, .. } => (RequestKind::Subscribe, rooms.clone()),
+            Action::PostMessage { room, .. } => (RequestKind::PostMessage, vec![room.clone()]),
+            Action::Publish { room, .. } => (RequestKind::Publish, vec![room.clone()]),
+            _ => return None,
+        };
+        let peer = self.conns[token].as_ref()?.peer;
+        let info = RequestInfo {
+            kind,
+            path: &head.path,
+            query: &head.query,
+            headers: &head.headers,
+            rooms: &rooms,
+            peer,
+        };
+        match authorize(&info) {
+            Decision::Allow => None,
+            Decision::Deny { status, message } => {
+                let status = if (400..600).contains(&status) {
+                    status
+                } else {
+                    403
+                };
+                Some(Response::error(status, &message))
+            }
+        }
+    }
+
+    fn notify_stream(&mut self, opened: bool, stream: &StreamState, peer: SocketAddr) {
+        if let Some(hook) = self.stream_hook.as_mut() {
+            hook(&StreamNotice {
+                opened,
+                rooms: stream.rooms.iter().map(|r| r.to_string()).collect(),
+                agent: stream.agent,
+                peer,
+            });
+        }
     }
 
     /// Appends a response and settles what the connection does next.
@@ -828,7 +920,13 @@ impl Server {
         let replayed = self.hub.replay(&rooms, last_id, out);
         self.metrics.events_delivered += replayed as u64;
         self.hub.subscribe(token, &rooms, agent);
-        conn.state = State::Stream(StreamState { rooms, agent });
+        let stream = StreamState { rooms, agent };
+        if self.stream_hook.is_some() {
+            let peer = conn.peer;
+            self.notify_stream(true, &stream, peer);
+        }
+        let conn = self.conns[token].as_mut().expect("still open");
+        conn.state = State::Stream(stream);
         conn.deadline = None;
         self.streams += 1;
         self.metrics.streams_opened += 1;
@@ -1099,6 +1197,7 @@ impl Server {
             if let State::Stream(stream) = &conn.state {
                 self.hub.unsubscribe(token, &stream.rooms, stream.agent);
                 self.streams -= 1;
+                self.notify_stream(false, stream, conn.peer);
             }
             let _ = self.poll.registry().deregister(&mut conn.socket);
             self.open -= 1;

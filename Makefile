@@ -1,0 +1,49 @@
+# ssehub — the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/release/ssehub
+FUZZ_SECS ?= 60
+
+.PHONY: run build release test lint unit examples browser fuzz bench soak clean
+
+## Build and start ssehub with the bundled page on http://127.0.0.1:8080
+run:
+	$(CARGO) run --release -- $(ARGS)
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+## Every test: formatting, lints, docs, unit + integration tests, examples, browser tests
+test: lint unit examples browser
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
+unit:
+	$(CARGO) test
+
+examples:
+	$(CARGO) build --examples
+
+browser: release
+	bash tests/browser/run.sh $(BIN)
+
+## Fuzz each target for FUZZ_SECS seconds (installs cargo-fuzz when missing)
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECS)
+
+## Load scenarios S1-S4 against the release binary (see BENCHMARKS.md)
+bench:
+	bash benches/run.sh
+
+## 10,000 streams at 100 messages/s for SOAK_SECS (default 600) seconds
+soak:
+	bash benches/soak.sh
+
+clean:
+	$(CARGO) clean
