@@ -24,6 +24,15 @@ fn main() -> ExitCode {
         }
         Command::Run(config) => *config,
     };
+    if let Some(dir) = &config.www {
+        if !dir.is_dir() {
+            eprintln!(
+                "ssehub: --www: '{}' is not a folder\n\n{USAGE}",
+                dir.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     if let Err(e) = simple_logger::SimpleLogger::new()
         .with_level(config.log_level)
         .init()

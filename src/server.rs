@@ -37,9 +37,12 @@ const WAKER: Token = Token(usize::MAX - 2);
 
 /// `retry:` sent first on every stream, in milliseconds.
 const STREAM_RETRY_MS: u64 = 2000;
-/// Connections flushed per loop turn before polling again, so a publish
-/// is answered promptly even while thousands of streams are written.
-const FLUSH_SLICE: usize = 1024;
+/// Streams flushed per loop turn before polling again, so a publish is
+/// answered promptly even while thousands of streams are written. While a
+/// pass over all streams takes several turns, events pile up per stream
+/// and each write carries more of them: the cost per delivery falls as the
+/// load rises.
+const FLUSH_SLICE: usize = 256;
 /// Answers waiting on an ordinary connection before its reading pauses.
 const OUT_HIGH_WATER: usize = 256 * 1024;
 /// How long a closing connection is drained before it is dropped.
@@ -92,8 +95,12 @@ pub struct Server {
     streams: usize,
     /// Open connections.
     open: usize,
-    /// Connections with bytes appended since their last flush.
+    /// Streams with broadcast bytes appended since their last flush,
+    /// flushed oldest first, a slice per turn.
     flush_queue: VecDeque<usize>,
+    /// Connections with an answer waiting (responses, stream preambles),
+    /// flushed every turn before the streams.
+    reply_queue: Vec<usize>,
     /// Connections to drop at the end of this turn.
     doomed: Vec<usize>,
     /// Events of this turn, as (token, readable, writable) copied out of `events`.
@@ -187,6 +194,7 @@ impl Server {
             streams: 0,
             open: 0,
             flush_queue: VecDeque::new(),
+            reply_queue: Vec::new(),
             doomed: Vec::new(),
             ready: Vec::new(),
             scratch: vec![0; 16 * 1024],
@@ -383,7 +391,7 @@ impl Server {
     /// How long the poll may sleep: until the nearest timer, or not at all
     /// while flushes are pending.
     fn next_wait(&self) -> Option<Duration> {
-        if !self.flush_queue.is_empty() {
+        if !self.flush_queue.is_empty() || !self.reply_queue.is_empty() {
             return Some(Duration::ZERO);
         }
         let mut next = self.next_sweep;
@@ -1100,26 +1108,39 @@ impl Server {
         if let Some(conn) = self.conns[token].as_mut() {
             if !conn.queued && !conn.wants_write {
                 conn.queued = true;
-                self.flush_queue.push_back(token);
+                self.reply_queue.push(token);
             }
         }
     }
 
-    /// Flushes a slice of the pending connections, oldest first.
+    /// Flushes every waiting answer, then a slice of the streams.
     fn flush_slice(&mut self) {
+        let mut replies = std::mem::take(&mut self.reply_queue);
+        for &token in &replies {
+            self.flush_queued(token);
+        }
+        replies.clear();
+        // Flushing an answer may have produced new ones (pipelined
+        // requests resumed); keep them for the next turn.
+        replies.append(&mut self.reply_queue);
+        self.reply_queue = replies;
         for _ in 0..FLUSH_SLICE {
             let Some(token) = self.flush_queue.pop_front() else {
                 break;
             };
-            let Some(conn) = self.conns[token].as_mut() else {
-                continue;
-            };
-            if !conn.queued {
-                continue;
-            }
-            conn.queued = false;
-            self.flush(token);
+            self.flush_queued(token);
         }
+    }
+
+    fn flush_queued(&mut self, token: usize) {
+        let Some(conn) = self.conns[token].as_mut() else {
+            return;
+        };
+        if !conn.queued {
+            return;
+        }
+        conn.queued = false;
+        self.flush(token);
     }
 
     /// Writes what the socket takes; asks for `WRITABLE` only while bytes remain.
