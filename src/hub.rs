@@ -67,8 +67,12 @@ pub struct Hub {
     rooms: HashMap<Rc<str>, Room>,
     /// Events retained per room.
     history: usize,
-    /// The newest id issued (or the one before the first, at start).
+    /// The newest id retained and delivered (or the one before the first,
+    /// at start): what `hello` and the id-only block announce.
     last_id: u64,
+    /// The newest id handed out; above `last_id` while events wait for the
+    /// journal. Ids handed out to events that then failed are never reused.
+    reserved: u64,
     /// Rooms whose counts changed since the last presence round.
     presence_dirty: Vec<Rc<str>>,
 }
@@ -94,6 +98,7 @@ impl Hub {
             rooms: HashMap::new(),
             history,
             last_id,
+            reserved: last_id,
             presence_dirty: Vec::new(),
         }
     }
@@ -156,16 +161,8 @@ impl Hub {
         text: &str,
         time_ms: u64,
     ) -> Published {
-        let id = self.last_id + 1;
-        let json = format!(
-            "{{\"id\":{id},\"room\":{},\"user\":{},\"text\":{},\"time\":{time_ms}}}",
-            json_string(room),
-            json_string(user),
-            json_string(text)
-        );
-        let mut frame = Vec::with_capacity(json.len() + 40);
-        sse::encode_parts(Some(id), Some("message"), &json, &mut frame);
-        self.retain(id, room, frame, json)
+        let event = self.prepare_message(room, user, text, time_ms);
+        self.commit(event)
     }
 
     /// Publishes a custom event: data is sent as given (line ends already
@@ -177,7 +174,36 @@ impl Hub {
         data: &str,
         time_ms: u64,
     ) -> Published {
-        let id = self.last_id + 1;
+        let event = self.prepare_event(room, event, data, time_ms);
+        self.commit(event)
+    }
+
+    /// Gives a chat message its id and encodes it, without retaining it:
+    /// with a journal, [`commit`](Self::commit) follows once it is on disk.
+    pub fn prepare_message(
+        &mut self,
+        room: &str,
+        user: &str,
+        text: &str,
+        time_ms: u64,
+    ) -> Retained {
+        self.reserved += 1;
+        let id = self.reserved;
+        let json = format!(
+            "{{\"id\":{id},\"room\":{},\"user\":{},\"text\":{},\"time\":{time_ms}}}",
+            json_string(room),
+            json_string(user),
+            json_string(text)
+        );
+        let mut frame = Vec::with_capacity(json.len() + 40);
+        sse::encode_parts(Some(id), Some("message"), &json, &mut frame);
+        self.make(id, room, frame, json)
+    }
+
+    /// Gives a custom event its id and encodes it, without retaining it.
+    pub fn prepare_event(&mut self, room: &str, event: &str, data: &str, time_ms: u64) -> Retained {
+        self.reserved += 1;
+        let id = self.reserved;
         let json = format!(
             "{{\"id\":{id},\"room\":{},\"event\":{},\"data\":{},\"time\":{time_ms}}}",
             json_string(room),
@@ -186,33 +212,26 @@ impl Hub {
         );
         let mut frame = Vec::with_capacity(data.len() + event.len() + 32);
         sse::encode_parts(Some(id), Some(event), data, &mut frame);
-        self.retain(id, room, frame, json)
+        self.make(id, room, frame, json)
     }
 
-    /// Puts back an event read from the journal: history refilled, the
-    /// sequence moved past its id. Events must come in id order.
-    pub fn restore(&mut self, id: u64, room: &str, frame: Vec<u8>, json: String) {
-        self.retain(id, room, frame, json);
-    }
-
-    /// Moves the sequence so the next id is above `id` (journal start-up).
-    pub fn advance_to(&mut self, id: u64) {
-        self.last_id = self.last_id.max(id);
-    }
-
-    fn retain(&mut self, id: u64, room: &str, frame: Vec<u8>, json: String) -> Published {
-        self.last_id = self.last_id.max(id);
-        let name = self.room_name(room);
-        let event = Retained {
+    fn make(&mut self, id: u64, room: &str, frame: Vec<u8>, json: String) -> Retained {
+        Retained {
             id,
-            room: name.clone(),
+            room: self.room_name(room),
             frame: Rc::from(frame),
             json: Rc::from(json),
-        };
+        }
+    }
+
+    /// Retains a prepared event; from now on it is replayed and announced.
+    pub fn commit(&mut self, event: Retained) -> Published {
+        self.last_id = self.last_id.max(event.id);
+        self.reserved = self.reserved.max(event.id);
         let history = self.history;
-        let room = self.rooms.entry(name).or_default();
+        let room = self.rooms.entry(event.room.clone()).or_default();
         if history == 0 {
-            room.dropped_up_to = id;
+            room.dropped_up_to = event.id;
         } else {
             if room.history.len() == history {
                 let dropped = room.history.pop_front().expect("history is full");
@@ -221,6 +240,19 @@ impl Hub {
             room.history.push_back(event.clone());
         }
         Published { event }
+    }
+
+    /// Puts back an event read from the journal: history refilled, the
+    /// sequence moved past its id. Events must come in id order.
+    pub fn restore(&mut self, id: u64, room: &str, frame: Vec<u8>, json: String) {
+        let event = self.make(id, room, frame, json);
+        self.commit(event);
+    }
+
+    /// Moves the sequence so the next id is above `id` (journal start-up).
+    pub fn advance_to(&mut self, id: u64) {
+        self.last_id = self.last_id.max(id);
+        self.reserved = self.reserved.max(id);
     }
 
     /// Writes what a new stream gets before live events: a `gap` event if
@@ -405,6 +437,29 @@ mod tests {
         assert_eq!(
             &*b.event.json,
             "{\"id\":102,\"room\":\"b\",\"event\":\"reading\",\"data\":\"t=1\\nh=2\",\"time\":6}"
+        );
+    }
+
+    #[test]
+    fn prepared_events_are_announced_only_once_committed() {
+        let mut hub = Hub::new(10, 0);
+        let first = hub.prepare_event("a", "e", "1", 0);
+        assert_eq!((first.id, hub.last_id()), (1, 0));
+        assert_eq!(
+            replay(&hub, &["a"], None),
+            "",
+            "nothing retained or announced yet"
+        );
+        // A prepared event that is never committed (journal failure) burns its id.
+        let second = hub.prepare_event("a", "e", "2", 0);
+        hub.commit(first);
+        let third = hub.prepare_event("a", "e", "3", 0);
+        assert_eq!((second.id, third.id), (2, 3));
+        hub.commit(third);
+        assert_eq!(hub.last_id(), 3);
+        assert_eq!(
+            replay(&hub, &["a"], Some(0)),
+            "id: 1\nevent: e\ndata: 1\n\nid: 3\nevent: e\ndata: 3\n\n"
         );
     }
 
