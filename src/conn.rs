@@ -59,6 +59,8 @@ pub struct HttpState {
     /// Reading stopped because too many answers wait to be written; the
     /// next drained flush resumes it.
     pub read_paused: bool,
+    /// A publish's answer waits for the journal; later requests wait too.
+    pub awaiting_journal: bool,
 }
 
 /// An open event stream.

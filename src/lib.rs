@@ -32,6 +32,8 @@
 //!   other threads through a queue and one `mio::Waker`.
 //! - [`hooks`]: what a host plugs in — stream open/close notices and an
 //!   authoriser for subscriptions and publishes.
+//! - [`journal`]: `--journal`: retained events appended as JSON lines,
+//!   one `fsync` per loop turn, read back and compacted.
 //! - [`metrics`]: counters and their Prometheus text form.
 //!
 //! # A first embedded server
@@ -55,6 +57,7 @@ pub mod conn;
 pub mod handle;
 pub mod hooks;
 pub mod hub;
+pub mod journal;
 pub mod metrics;
 pub mod outbuf;
 pub mod request;

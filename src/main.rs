@@ -40,8 +40,8 @@ fn main() -> ExitCode {
         eprintln!("ssehub: cannot start logging: {e}");
     }
     let bind = config.bind;
-    let mut server = match Server::bind(config) {
-        Ok(server) => server,
+    let listener = match std::net::TcpListener::bind(bind) {
+        Ok(listener) => listener,
         Err(e) => {
             let why = match e.kind() {
                 std::io::ErrorKind::AddrInUse => {
@@ -50,6 +50,13 @@ fn main() -> ExitCode {
                 _ => e.to_string(),
             };
             eprintln!("ssehub: cannot listen on {bind}: {why}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut server = match Server::from_listener(listener, config) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("ssehub: cannot start: {e}");
             return ExitCode::from(1);
         }
     };

@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -24,7 +24,8 @@ use crate::config::Config;
 use crate::conn::{self, Conn, ReadOutcome, State, StreamState};
 use crate::handle::{Command, Handle, Shared};
 use crate::hooks::{Authorizer, Decision, RequestInfo, RequestKind, StreamHook, StreamNotice};
-use crate::hub::{json_string, Hub, Published};
+use crate::hub::{json_string, Hub, Published, Retained};
+use crate::journal::{self, Journal};
 use crate::metrics::{Gauges, Metrics};
 use crate::request::{parse_head, BodyFraming, Head, HttpError, Limits, Method, Parsed};
 use crate::response::{self, Framing, Response};
@@ -75,6 +76,23 @@ pub struct Stats {
     pub last_id: u64,
 }
 
+/// A publish waiting for the journal's `fsync`.
+struct Held {
+    /// The prepared event, delivered once durable.
+    event: Retained,
+    /// The answer owed to an HTTP publisher, if it came over HTTP.
+    reply: Option<HeldReply>,
+}
+
+/// The `201` owed to a publisher, with what framing it needs.
+struct HeldReply {
+    token: usize,
+    response: Response,
+    keep_alive: bool,
+    minor_version: u8,
+    cors_origin: Option<String>,
+}
+
 /// An SSE server: the whole event loop and its state.
 pub struct Server {
     poll: Poll,
@@ -120,6 +138,10 @@ pub struct Server {
     shutdown_deadline: Option<Instant>,
     /// Cheap randomness for the busy answer's retry.
     rng: u64,
+    /// The journal, with `--journal`.
+    journal: Option<Journal>,
+    /// Publishes of this turn waiting for the journal.
+    held: Vec<Held>,
     /// The host's stream open/close hook.
     stream_hook: Option<StreamHook>,
     /// The host's authoriser for subscriptions and publishes.
@@ -176,10 +198,28 @@ impl Server {
             open: AtomicBool::new(true),
         });
         let now = Instant::now();
-        // Ids continue from the start time, so a browser resuming after a
-        // restart never holds an id ahead of the server's.
+        // Without a journal, ids continue from the start time, so a browser
+        // resuming after a restart never holds an id ahead of the server's.
         let first_id = unix_ms() * 1000;
-        let hub = Hub::new(config.history, first_id - 1);
+        let mut hub = Hub::new(config.history, first_id - 1);
+        let journal = match &config.journal {
+            Some(path) => {
+                let (journal, loaded) = Journal::open(path)?;
+                if loaded.last_id > 0 {
+                    // With a journal the sequence continues the journal.
+                    hub = Hub::new(config.history, loaded.last_id);
+                }
+                let restored = loaded.events.len();
+                journal::replay_into(&loaded, &mut hub);
+                info!(
+                    "journal {}: {restored} events restored, ids continue after {}",
+                    path.display(),
+                    hub.last_id()
+                );
+                Some(journal)
+            }
+            None => None,
+        };
         let heartbeat = config.heartbeat;
         Ok(Server {
             poll,
@@ -209,6 +249,8 @@ impl Server {
             rng: first_id | 1,
             stream_hook: None,
             authorizer: None,
+            journal,
+            held: Vec::new(),
             config,
         })
     }
@@ -319,10 +361,12 @@ impl Server {
             sse::check_event_name(name).map_err(crate::HandleError::InvalidEvent)?;
         }
         let data = sse::normalize_line_ends(data);
-        let published = self
+        let event = self
             .hub
-            .publish_event(room, event.unwrap_or("message"), &data, unix_ms());
-        Ok(self.deliver(published))
+            .prepare_event(room, event.unwrap_or("message"), &data, unix_ms());
+        let id = event.id;
+        self.publish_or_hold(event, None);
+        Ok(id)
     }
 
     /// Begins a graceful shutdown: no new connections; streams get their
@@ -383,6 +427,7 @@ impl Server {
             }
         }
         self.run_timers();
+        self.commit_journal();
         self.flush_slice();
         self.reap();
         Ok(())
@@ -391,7 +436,7 @@ impl Server {
     /// How long the poll may sleep: until the nearest timer, or not at all
     /// while flushes are pending.
     fn next_wait(&self) -> Option<Duration> {
-        if !self.flush_queue.is_empty() || !self.reply_queue.is_empty() {
+        if !self.flush_queue.is_empty() || !self.reply_queue.is_empty() || !self.held.is_empty() {
             return Some(Duration::ZERO);
         }
         let mut next = self.next_sweep;
@@ -469,13 +514,13 @@ impl Server {
         for command in self.shared.take() {
             match command {
                 Command::Publish { room, event, data } => {
-                    let published = self.hub.publish_event(
+                    let event = self.hub.prepare_event(
                         &room,
                         event.as_deref().unwrap_or("message"),
                         &data,
                         unix_ms(),
                     );
-                    self.deliver(published);
+                    self.publish_or_hold(event, None);
                 }
                 Command::Shutdown => self.shutdown(),
             }
@@ -600,6 +645,9 @@ impl Server {
             };
             if conn.out.len() > OUT_HIGH_WATER {
                 return true;
+            }
+            if http.awaiting_journal {
+                return false;
             }
             let (head, body) = if let Some(head) = http.body_of.take() {
                 match head.body {
@@ -730,17 +778,24 @@ impl Server {
             },
             Action::PostMessage { room, user, text } => {
                 let time = unix_ms();
-                let published = self.hub.publish_message(&room, &user, &text, time);
-                let id = self.deliver(published);
-                Response::json(
+                let event = self.hub.prepare_message(&room, &user, &text, time);
+                let id = event.id;
+                let created = Response::json(
                     201,
                     format!("{{\"id\":{id},\"room\":{},\"time\":{time}}}", json_string(&room)),
-                )
+                );
+                match self.publish_or_hold(event, Some((token, &created, framing))) {
+                    true => return self.log_request(token, Some(&head), 201, " (awaiting journal)"),
+                    false => created,
+                }
             }
             Action::Publish { room, event, data } => {
-                let published = self.hub.publish_event(&room, &event, &data, unix_ms());
-                let id = self.deliver(published);
-                Response::json(201, format!("{{\"id\":{id}}}"))
+                let event = self.hub.prepare_event(&room, &event, &data, unix_ms());
+                let created = Response::json(201, format!("{{\"id\":{}}}", event.id));
+                match self.publish_or_hold(event, Some((token, &created, framing))) {
+                    true => return self.log_request(token, Some(&head), 201, " (awaiting journal)"),
+                    false => created,
+                }
             }
             Action::History { room, after, limit } => {
                 Response::json(200, self.hub.history_json(&room, after, limit))
@@ -949,6 +1004,112 @@ impl Server {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         2000 + self.rng % 3000
+    }
+
+    // ----- publishing -----------------------------------------------------
+
+    /// Delivers a prepared event now, or, with a journal, holds it (and the
+    /// answer to its publisher) until the turn's one `fsync` has made it
+    /// durable. Returns true when held.
+    fn publish_or_hold(
+        &mut self,
+        event: Retained,
+        reply: Option<(usize, &Response, Framing<'_>)>,
+    ) -> bool {
+        let Some(journal) = self.journal.as_mut() else {
+            let published = self.hub.commit(event);
+            self.deliver(published);
+            return false;
+        };
+        journal.append(&event.json);
+        let reply = reply.map(|(token, response, framing)| {
+            if let Some(State::Http(http)) = self.conns[token].as_mut().map(|c| &mut c.state) {
+                // Later pipelined requests wait, so answers stay in order.
+                http.awaiting_journal = true;
+            }
+            HeldReply {
+                token,
+                response: response.clone(),
+                keep_alive: framing.keep_alive,
+                minor_version: framing.minor_version,
+                cors_origin: framing.cors_origin.map(str::to_string),
+            }
+        });
+        self.held.push(Held { event, reply });
+        true
+    }
+
+    /// Writes the turn's journal lines with one `fsync`, then delivers the
+    /// held events and answers their publishers (503 if the write failed).
+    fn commit_journal(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        let result = journal.commit();
+        if let Err(e) = &result {
+            error!(
+                "journal write failed, {} publishes refused with 503: {e}",
+                self.held.len()
+            );
+        }
+        for held in std::mem::take(&mut self.held) {
+            let response = match &result {
+                Ok(()) => {
+                    let published = self.hub.commit(held.event);
+                    self.deliver(published);
+                    None
+                }
+                Err(_) => Some(Response::error(
+                    503,
+                    "could not write the journal; try again",
+                )),
+            };
+            let Some(reply) = held.reply else {
+                continue;
+            };
+            let Some(conn) = self.conns[reply.token].as_mut() else {
+                continue;
+            };
+            if let State::Http(http) = &mut conn.state {
+                http.awaiting_journal = false;
+            }
+            if conn.doomed {
+                continue;
+            }
+            let framing = Framing {
+                head_only: false,
+                keep_alive: reply.keep_alive,
+                minor_version: reply.minor_version,
+                cors_origin: reply.cors_origin.as_deref(),
+            };
+            self.respond(
+                reply.token,
+                response.as_ref().unwrap_or(&reply.response),
+                framing,
+            );
+            // Requests that arrived meanwhile are answered now.
+            self.drive(reply.token);
+        }
+        if result.is_ok() {
+            self.compact_journal();
+        }
+    }
+
+    fn compact_journal(&mut self) {
+        let Some(journal) = self.journal.as_mut() else {
+            return;
+        };
+        let (_, retained) = self.hub.sizes();
+        if !journal.needs_compaction(retained) {
+            return;
+        }
+        let events = self.hub.all_retained();
+        if let Err(e) = journal.compact(self.hub.last_id(), events.iter().map(|e| &*e.json)) {
+            error!("journal compaction failed (appending goes on): {e}");
+        }
     }
 
     // ----- broadcasting -------------------------------------------------
