@@ -1251,7 +1251,6 @@ impl Server {
                     minor_version: 1,
                     cors_origin: None,
                 };
-                self.metrics.count_response(408);
                 self.respond(token, &response, framing);
                 // It had its chance; do not linger on it.
                 if let Some(conn) = self.conns[token].as_mut() {
