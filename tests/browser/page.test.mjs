@@ -32,6 +32,11 @@ async function page(url, opts) {
 }
 
 const textOf = (page, testid) => page.getByTestId(testid).textContent();
+/** Saves a screenshot of a state worth a look under target/screenshots/. */
+async function shot(p, name) {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await p.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
+}
 const streams = (page) => page.evaluate(() => window.__streams);
 const waitText = (page, text, timeout = 10000) =>
   waitFor(async () => (await messageTexts(page)).includes(text), { timeout, what: `message ${JSON.stringify(text)}` });
@@ -138,6 +143,7 @@ test('server killed and restarted on the same port: the page goes live again and
   await srv.kill('SIGKILL');
   await waitFor(async () => !/\blive\b/.test(await statusText(p)), { timeout: 8000, what: 'status leaves "live"' });
   assert.match(await statusText(p), /reconnecting/);
+  await shot(p, 'state-reconnecting');
 
   const again = new Server([]);
   servers.push(again);
@@ -265,6 +271,7 @@ test('the busy event shows "server full, retrying" and the page gets in later', 
   await waitFor(() => hold.text().includes('hello'), { what: 'the held stream to be accepted' });
   const { page: p, errors } = await page(`${srv.base}/`);
   await waitFor(async () => /server full, retrying/.test(await statusText(p)), { timeout: 8000, what: '"server full, retrying"' });
+  await shot(p, 'state-busy');
   hold.close();
   await waitLive(p, 20000);
   assert.deepEqual(errors, []);
@@ -277,6 +284,21 @@ test('a gap tells the user older messages were missed and reloads the history', 
   try {
     const { page: p, errors } = await page(`${proxy.base}/`);
     await waitLive(p);
+
+    // Not a gap for the user: joining a busy room while live (its history comes from GET /messages).
+    for (let i = 1; i <= 5; i++) await srv.post('busy-room', 'Ann', `b${i}`);
+    await p.evaluate(() => { location.hash = '#busy-room'; });
+    await waitText(p, 'b5');
+    await waitFor(async () => (await streams(p)).urls.at(-1).includes('room=busy-room'), { what: 'the stream to carry busy-room' });
+    // A heartbeat comes after the gap and the replay: by then the page has seen them.
+    const current = (await streams(p)).opened;
+    await waitFor(async () => (await streams(p)).events.some(([n, t]) => n === current && t === 'heartbeat'), { what: 'a heartbeat on the new stream' });
+    assert.ok((await streams(p)).events.some(([n, t]) => n === current && t === 'gap'), 'the server did send a gap for the joined room');
+    assert.equal(await p.locator('#notice').isVisible(), false, 'no "missed" notice for a room just joined');
+    assert.deepEqual(await messageTexts(p), ['b3', 'b4', 'b5']);
+    await p.evaluate(() => { location.hash = '#lobby'; });
+    await waitFor(async () => (await p.locator('#room-name').textContent()) === 'lobby', { what: 'back in lobby' });
+
     await srv.post('lobby', 'Bob', 'm1');
     await waitText(p, 'm1');
 
@@ -295,13 +317,14 @@ test('a gap tells the user older messages were missed and reloads the history', 
     assertNoDuplicates(await messageIds(p));
     const resumed = proxy.heads.filter((h) => h.startsWith('GET /events')).at(-1);
     assert.match(resumed, /(last-event-id: \d+|lastEventId=\d+)/i, 'the page resumed from its last id');
+    await shot(p, 'state-gap-notice');
     assert.deepEqual(errors, []);
   } finally {
     await proxy.close();
   }
 });
 
-test('publish token is asked once; 401 and 413 are shown next to the form', async () => {
+test('publish token is asked once; 401, 400 and 413 are shown next to the form', async () => {
   const srv = await startServer(['--publish-token', 's3cret', '--max-body', '2000']);
   const { page: p, errors } = await page(`${srv.base}/`);
   await waitLive(p);
@@ -309,6 +332,7 @@ test('publish token is asked once; 401 and 413 are shown next to the form', asyn
   await sendFromPage(p, 'hello with a token');
   await waitFor(() => p.getByLabel('Publish token').isVisible(), { what: 'the token field' });
   assert.match(await p.locator('#form-error').textContent(), /401/);
+  await shot(p, 'state-token-asked');
   assert.deepEqual(await messageTexts(p), []);
 
   await p.getByLabel('Publish token').fill('s3cret');
@@ -318,11 +342,86 @@ test('publish token is asked once; 401 and 413 are shown next to the form', asyn
   await waitText(p, 'second, no question asked');
   assert.equal(await p.getByLabel('Publish token').isVisible(), false);
 
+  // A 400 (a name the server refuses) is shown too; the browser's own length limit is lifted for it.
+  await p.getByTestId('name').evaluate((e) => e.removeAttribute('maxlength'));
+  await p.getByTestId('name').fill('n'.repeat(65));
+  await sendFromPage(p, 'name too long');
+  await waitFor(async () => /400/.test(await p.locator('#form-error').textContent()), { what: 'the 400 error' });
+  assert.equal(await p.getByTestId('text').inputValue(), 'name too long', 'the text is kept');
+  await p.getByTestId('name').fill('Dana');
+
   const big = 'y'.repeat(3000);
   await sendFromPage(p, big);
   await waitFor(async () => /413/.test(await p.locator('#form-error').textContent()), { what: 'the 413 error' });
   assert.equal(await p.getByTestId('text').inputValue(), big, 'the text is kept');
+  await shot(p, 'state-error-413');
   assert.equal((await messageTexts(p)).length, 2);
+  assert.deepEqual(errors, []);
+});
+
+test('events from /publish are shown as text, live and in the history', async () => {
+  const srv = await startServer();
+  const { page: p, errors } = await page(`${srv.base}/`);
+  await waitLive(p);
+  const r1 = await srv.request('POST', '/publish?room=lobby', 'temp=21\r\nhum=40 <b>%</b>', { 'Content-Type': 'text/plain' });
+  assert.equal(r1.status, 201, r1.text);
+  await waitText(p, 'temp=21\nhum=40 <b>%</b>');
+  const r2 = await srv.request('POST', '/publish?room=lobby&event=reading', 'door=open', { 'Content-Type': 'text/plain' });
+  assert.equal(r2.status, 201, r2.text);
+  // A named event reaches the page through the room's history (here: a new visit).
+  await p.reload();
+  await waitLive(p);
+  await waitText(p, 'door=open');
+  assert.deepEqual(await messageIds(p), [String(r1.json.id), String(r2.json.id)]);
+  const authors = await p.$$eval('[data-testid="message"] .author', (els) => els.map((e) => e.textContent));
+  assert.deepEqual(authors, ['message', 'reading']);
+  assert.equal(await p.$$eval('[data-testid="messages"] b', (els) => els.length), 0);
+  assert.deepEqual(errors, []);
+});
+
+test('keyboard only, with labelled controls', async () => {
+  const srv = await startServer();
+  const { page: p, errors } = await page(`${srv.base}/`);
+  await waitLive(p);
+  // Every control has an accessible name; the regions have roles.
+  assert.equal(await p.getByRole('textbox', { name: 'Your name' }).getAttribute('data-testid'), 'name');
+  assert.equal(await p.getByRole('textbox', { name: 'Message' }).getAttribute('data-testid'), 'text');
+  assert.equal(await p.getByRole('button', { name: 'Send' }).getAttribute('data-testid'), 'send');
+  assert.equal(await p.getByRole('status').getAttribute('data-testid'), 'status');
+  assert.equal(await p.getByRole('log', { name: 'Messages' }).getAttribute('data-testid'), 'messages');
+  const unlabelled = await p.$$eval('input, textarea, button', (els) => els
+    .filter((e) => !e.closest('[hidden]'))
+    .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+    .map((e) => e.outerHTML));
+  assert.deepEqual(unlabelled, []);
+
+  // Tab to the skip link, jump to the message box, type the name with Shift+Tab.
+  await p.keyboard.press('Tab');
+  assert.equal(await p.evaluate(() => document.activeElement.className), 'skip');
+  await p.keyboard.press('Enter');
+  assert.equal(await p.evaluate(() => document.activeElement.dataset.testid), 'text');
+  assert.equal(await p.evaluate(() => location.hash), '#lobby', 'the skip link does not change the room');
+  await p.keyboard.press('Shift+Tab');
+  assert.equal(await p.evaluate(() => document.activeElement.dataset.testid), 'name');
+  await p.keyboard.type('Kay');
+  await p.keyboard.press('Tab');
+  await p.keyboard.type('typed without a mouse');
+  await p.keyboard.press('Enter');
+  await waitText(p, 'typed without a mouse');
+
+  // Open a room from the keyboard: the "+" button, type a name, Enter.
+  await p.getByRole('button', { name: 'Open a new room' }).focus();
+  await p.keyboard.press('Enter');
+  assert.equal(await p.evaluate(() => document.activeElement.id), 'new-room-name');
+  await p.keyboard.type('keys');
+  await p.keyboard.press('Enter');
+  await waitFor(async () => (await p.locator('#room-name').textContent()) === 'keys', { what: 'room "keys"' });
+  assert.equal(await p.evaluate(() => document.activeElement.dataset.testid), 'text', 'focus goes to the message box');
+  // And back with the room list's button.
+  await p.locator('[data-room="lobby"] button').focus();
+  await p.keyboard.press('Enter');
+  await waitFor(async () => (await p.locator('#room-name').textContent()) === 'lobby', { what: 'back in lobby' });
+  assert.deepEqual(await messageTexts(p), ['typed without a mouse']);
   assert.deepEqual(errors, []);
 });
 
@@ -365,6 +464,7 @@ test('screenshots: phone 360 px and desktop 1440 px, light and dark', async () =
       assert.deepEqual(errors, []);
 
       const ap = agent.page;
+      await waitFor(async () => /[1-9]\d* customers? here/.test(await textOf(ap, 'agent-status')), { what: 'the agent to count the customer' });
       await ap.setViewportSize(viewport);
       await ap.emulateMedia({ colorScheme });
       await waitFor(() => ap.locator('[data-testid="room"][data-room="returns"]').count(), { what: 'rooms in the agent view' });

@@ -214,13 +214,18 @@ export async function openPage(browser, url, { viewport = { width: 1280, height:
   // Count the page's EventSources so tests can check "one stream per tab".
   await context.addInitScript(() => {
     const Native = window.EventSource;
-    window.__streams = { opened: 0, open: 0, maxOpen: 0, urls: [] };
+    // events: [stream number, type] of the control events each stream received.
+    window.__streams = { opened: 0, open: 0, maxOpen: 0, urls: [], events: [] };
     class Counting extends Native {
       constructor(url, init) {
         super(url, init);
         const s = window.__streams;
         s.opened += 1; s.open += 1; s.maxOpen = Math.max(s.maxOpen, s.open); s.urls.push(String(url));
         this.__counted = true;
+        const n = s.opened;
+        for (const type of ['hello', 'gap', 'busy', 'heartbeat']) {
+          this.addEventListener(type, () => s.events.push([n, type]));
+        }
       }
       close() {
         if (this.__counted) { this.__counted = false; window.__streams.open -= 1; }
