@@ -117,6 +117,25 @@ impl Handle {
         })
     }
 
+    /// Publishes a checked [`Event`](crate::Event) to `room`. The loop
+    /// assigns the id (an id set on `event` is not used).
+    ///
+    /// # Errors
+    /// [`HandleError::InvalidRoom`] for a bad room; [`HandleError::Closed`]
+    /// once the server has stopped.
+    ///
+    /// # Examples
+    /// ```
+    /// use ssehub::{Config, Event, Server};
+    /// let server = Server::bind(Config { bind: "127.0.0.1:0".parse().unwrap(), ..Config::default() })
+    ///     .unwrap();
+    /// let reading = Event::new("reading", "temp=21\nhum=40").expect("a valid name");
+    /// server.handle().publish_event("sensors", &reading).unwrap();
+    /// ```
+    pub fn publish_event(&self, room: &str, event: &crate::Event) -> Result<(), HandleError> {
+        self.publish(room, event.name(), event.data())
+    }
+
     /// Asks the server to shut down gracefully: streams get their pending
     /// bytes flushed (for a bounded time), then every connection closes and
     /// `run` returns.

@@ -369,6 +369,19 @@ impl Server {
         Ok(id)
     }
 
+    /// Publishes a checked [`Event`](crate::Event) from the loop's own
+    /// thread; returns the id it was given (an id set on `event` is not used).
+    ///
+    /// # Errors
+    /// [`crate::HandleError::InvalidRoom`] for a bad room.
+    pub fn publish_event(
+        &mut self,
+        room: &str,
+        event: &crate::Event,
+    ) -> Result<u64, crate::HandleError> {
+        self.publish(room, event.name(), event.data())
+    }
+
     /// Begins a graceful shutdown: no new connections; streams get their
     /// pending bytes (for a bounded time), then everything closes.
     pub fn shutdown(&mut self) {
