@@ -70,6 +70,10 @@ pub struct StreamState {
     pub rooms: Box<[Rc<str>]>,
     /// Subscribed with `role=agent`.
     pub agent: bool,
+    /// Bytes of the opening replay still counted beside the slow-consumer
+    /// cap: a history larger than the cap must not cut a new stream before
+    /// it had a chance to read. Zero once the buffer first drains.
+    pub replay_allowance: usize,
 }
 
 /// What one read achieved.

@@ -260,6 +260,24 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Parsed, HttpError> {
     Ok(Parsed::Complete(head, used))
 }
 
+/// The `Origin` header of a complete head in `buf`, even one that
+/// [`parse_head`] refuses for its body or `Expect` (so the error can carry
+/// CORS headers).
+pub fn origin_of(buf: &[u8]) -> Option<String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let start = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
+    req.parse(&buf[start..]).ok()?.is_complete().then_some(())?;
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("origin"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(|v| v.trim().to_string())
+}
+
 /// A header block that never ended: blame the request line when it alone
 /// fills the block.
 fn too_large_kind(buf: &[u8], max_head: usize) -> HttpError {

@@ -27,7 +27,7 @@ use crate::hooks::{Authorizer, Decision, RequestInfo, RequestKind, StreamHook, S
 use crate::hub::{json_string, Hub, Published, Retained};
 use crate::journal::{self, Journal};
 use crate::metrics::{Gauges, Metrics};
-use crate::request::{parse_head, BodyFraming, Head, HttpError, Limits, Method, Parsed};
+use crate::request::{self, parse_head, BodyFraming, Head, HttpError, Limits, Method, Parsed};
 use crate::response::{self, Framing, Response};
 use crate::router::{self, Action};
 use crate::sse;
@@ -612,7 +612,7 @@ impl Server {
             ) {
                 Ok(ReadOutcome::Data(0)) => {
                     // The buffer is full and nothing in it could be used.
-                    self.fail(token, HttpError::HeadersTooLarge);
+                    self.fail(token, HttpError::HeadersTooLarge, None);
                     return;
                 }
                 Ok(ReadOutcome::Data(_)) => {
@@ -685,7 +685,8 @@ impl Server {
                                 (head, body)
                             }
                             Err(e) => {
-                                self.fail(token, e);
+                                let origin = head.origin.clone();
+                                self.fail(token, e, origin.as_deref());
                                 return false;
                             }
                         }
@@ -719,7 +720,10 @@ impl Server {
                         }
                     }
                     Err(e) => {
-                        self.fail(token, e);
+                        // A head refused for its body or Expect is complete:
+                        // its Origin still earns CORS headers on the error.
+                        let origin = request::origin_of(&http.read_buf);
+                        self.fail(token, e, origin.as_deref());
                         return false;
                     }
                 }
@@ -729,13 +733,14 @@ impl Server {
     }
 
     /// Answers a request that can never be accepted, and closes.
-    fn fail(&mut self, token: usize, error: HttpError) {
+    fn fail(&mut self, token: usize, error: HttpError, origin: Option<&str>) {
         let response = Response::error(error.status(), error.message());
+        let cors = origin.and_then(|o| self.allowed_origin(o));
         let framing = Framing {
             head_only: false,
             keep_alive: false,
             minor_version: 1,
-            cors_origin: None,
+            cors_origin: cors.as_deref(),
         };
         self.log_request(token, None, error.status(), "");
         self.respond(token, &response, framing);
@@ -744,7 +749,11 @@ impl Server {
     // ----- requests ----------------------------------------------------
 
     fn cors_origin(&self, head: &Head) -> Option<String> {
-        let origin = head.origin.as_deref()?;
+        self.allowed_origin(head.origin.as_deref()?)
+    }
+
+    /// The value of `Access-Control-Allow-Origin` for `origin`, if allowed.
+    fn allowed_origin(&self, origin: &str) -> Option<String> {
         let allowed = &self.config.cors_origins;
         if allowed.iter().any(|o| o == "*") {
             Some("*".to_string())
@@ -996,7 +1005,11 @@ impl Server {
         let replayed = self.hub.replay(&rooms, last_id, out);
         self.metrics.events_delivered += replayed as u64;
         self.hub.subscribe(token, &rooms, agent);
-        let stream = StreamState { rooms, agent };
+        let stream = StreamState {
+            rooms,
+            agent,
+            replay_allowance: conn.out.len(),
+        };
         if self.stream_hook.is_some() {
             let peer = conn.peer;
             self.notify_stream(true, &stream, peer);
@@ -1350,6 +1363,9 @@ impl Server {
                     .registry()
                     .reregister(&mut conn.socket, Token(token), Interest::READABLE);
         }
+        if let State::Stream(stream) = &mut conn.state {
+            stream.replay_allowance = 0;
+        }
         if self.shutdown_deadline.is_some() {
             self.mark_doomed(token, "shutdown");
             return;
@@ -1421,7 +1437,11 @@ fn append(
         return;
     }
     conn.out.push(frame);
-    if conn.out.len() > cap {
+    let allowance = match &conn.state {
+        State::Stream(stream) => stream.replay_allowance,
+        _ => 0,
+    };
+    if conn.out.len() > cap + allowance {
         conn.doomed = true;
         metrics.slow_consumers_dropped += 1;
         info!(

@@ -182,7 +182,8 @@ impl Client {
             }
             Err(e)
                 if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                    || e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::Interrupted =>
             {
                 true
             }
@@ -383,4 +384,135 @@ pub fn parse_block(raw: &str) -> SseEvent {
     event.has_data = !data.is_empty();
     event.data = data.join("\n");
     event
+}
+
+// ----- helpers added for the integration suites (http, sse, limits, static_files, cli) -----
+
+impl TestServer {
+    /// The value of one sample of `/metrics`, by its full name with labels
+    /// (`ssehub_messages_total`, `ssehub_requests_total{code="404"}`);
+    /// 0 when the sample is absent.
+    #[track_caller]
+    pub fn metric(&self, sample: &str) -> f64 {
+        let reply = self.get("/metrics");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let text = reply.text();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                (name == sample).then(|| value.parse::<f64>().expect("metric value"))
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// `/healthz` as JSON.
+    #[track_caller]
+    pub fn health(&self) -> serde_json::Value {
+        let reply = self.get("/healthz");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.json()
+    }
+
+    /// The newest id of the sequence, from `/healthz`.
+    #[track_caller]
+    pub fn last_id(&self) -> u64 {
+        self.health()["last_id"].as_u64().expect("last_id")
+    }
+
+    /// Fails unless an ordinary request is answered: the server is alive.
+    #[track_caller]
+    pub fn assert_alive(&self) {
+        let reply = self.get("/healthz");
+        assert_eq!(
+            reply.status,
+            200,
+            "server no longer answers: {}",
+            reply.text()
+        );
+        assert_eq!(reply.json()["status"], "ok");
+    }
+}
+
+/// Polls `check` until it holds or `within` passes; returns whether it held.
+/// For conditions the server reaches by itself (a closed stream reaped…).
+pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Stream {
+    /// The next raw block, its final blank line included (`"id: 1\n…\n\n"`).
+    #[track_caller]
+    pub fn next_raw(&mut self) -> String {
+        let raw = self.client.read_until(b"\n\n");
+        String::from_utf8(raw).expect("UTF-8 stream")
+    }
+
+    /// The next raw block that is not a heartbeat or presence event.
+    #[track_caller]
+    pub fn next_raw_event(&mut self) -> String {
+        loop {
+            let raw = self.next_raw();
+            if !raw.starts_with("event: heartbeat\n") && !raw.starts_with("event: presence\n") {
+                return raw;
+            }
+        }
+    }
+
+    /// Reads the `retry:` and `hello` blocks that open every stream and
+    /// returns the hello's data as JSON.
+    #[track_caller]
+    pub fn skip_preamble(&mut self) -> serde_json::Value {
+        assert_eq!(self.head.status, 200, "not a stream: {:?}", self.head);
+        let retry = self.next_block();
+        assert_eq!(retry.retry, Some(2000), "{retry:?}");
+        let hello = self.next_block();
+        assert_eq!(hello.event.as_deref(), Some("hello"), "{hello:?}");
+        serde_json::from_str(&hello.data).expect("hello JSON")
+    }
+}
+
+/// A fresh folder under the system temp dir, removed on drop (also when a
+/// test fails).
+pub struct TempDir {
+    /// The folder.
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    /// Creates an empty folder whose name holds `tag`, the process id and a counter.
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ssehub-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    /// Writes `contents` to `rel` under the folder, creating parent folders.
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> std::path::PathBuf {
+        let path = self.path.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }
