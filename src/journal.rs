@@ -27,7 +27,7 @@
 //! skipped. Neither stops the server.
 //!
 //! # Examples
-//! ```no_run
+//! ```text
 //! use ssehub::journal::{self, Journal};
 //!
 //! let (mut journal, loaded) = Journal::open("chat.jsonl".as_ref())?;
@@ -105,13 +105,6 @@ impl Record {
     pub fn room(&self) -> &str {
         match self {
             Record::Message { room, .. } | Record::Event { room, .. } => room,
-        }
-    }
-
-    /// When the event was published, in milliseconds since the Unix epoch.
-    pub fn time(&self) -> u64 {
-        match self {
-            Record::Message { time, .. } | Record::Event { time, .. } => *time,
         }
     }
 }
@@ -259,12 +252,8 @@ impl Journal {
         Ok((journal, scan.loaded))
     }
 
-    /// The journal's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Complete lines in the file (committed ones, not pending ones).
+    #[cfg(test)]
     pub fn lines(&self) -> usize {
         self.lines
     }
@@ -279,6 +268,7 @@ impl Journal {
     }
 
     /// Whether lines wait for a commit.
+    #[cfg(test)]
     pub fn has_pending(&self) -> bool {
         self.pending_lines > 0
     }

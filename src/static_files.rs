@@ -87,7 +87,7 @@ impl StaticFiles {
     ///
     /// # Examples
     ///
-    /// ```
+    /// ```text
     /// use ssehub::static_files::{Lookup, StaticFiles};
     ///
     /// let page = StaticFiles::embedded();
@@ -112,7 +112,7 @@ impl StaticFiles {
 ///
 /// # Examples
 ///
-/// ```
+/// ```text
 /// use ssehub::static_files::content_type;
 ///
 /// assert_eq!(content_type("/app.JS"), "text/javascript; charset=utf-8");
