@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# make bench — issue 5's scenarios against the release binary, twice each.
+#
+# The server is pinned to CPU 0 and the load generator to CPU 1 with taskset
+# (unpinned, and said so, when taskset or a second CPU is missing). Traffic
+# stays on loopback (127.0.0.1 and the source addresses 127.0.0.2…); every
+# run is bounded in time and stops by itself.
+#
+# Environment:
+#   BENCH_RUNS=2          runs per scenario
+#   BENCH_ONLY="S1 S3"    only these scenarios (S1 S2-100 S2-1000 S3 S4)
+#   BENCH_SERVER=path     server binary (default: the release build)
+#   BENCH_NO_BUILD=1      skip the two cargo builds
+#   BENCH_QUIET_PCT=30    before each run, wait until other processes use less
+#   BENCH_QUIET_WAIT=120  than this % of a core (at most this many seconds)
+#
+# Output: a table of medians on stdout; every run's JSON line in
+# target/bench/results.jsonl; logs of every run in target/bench/.
+set -u -o pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$(pwd)
+RUNS=${BENCH_RUNS:-2}
+ONLY=${BENCH_ONLY:-}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=$ROOT/target/bench
+SERVER=${BENCH_SERVER:-$TARGET/release/ssehub}
+LG_TARGET=$ROOT/benches/loadgen/target
+LOADGEN=$LG_TARGET/release/loadgen
+
+mkdir -p "$OUT"
+
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    echo "== building the server (release)" >&2
+    cargo build --release --bin ssehub || { echo "bench: the server does not build" >&2; exit 1; }
+    echo "== building the load generator (release)" >&2
+    cargo build --release --manifest-path benches/loadgen/Cargo.toml --target-dir "$LG_TARGET" \
+        || { echo "bench: the load generator does not build" >&2; exit 1; }
+fi
+[ -x "$SERVER" ] || { echo "bench: no server binary at $SERVER" >&2; exit 1; }
+[ -x "$LOADGEN" ] || { echo "bench: no load generator at $LOADGEN" >&2; exit 1; }
+
+# Both processes may raise their open-file limit up to the hard limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+PIN_SERVER=()
+PIN_LOADGEN=()
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ] && taskset -c 1 true 2>/dev/null; then
+    PIN_SERVER=(taskset -c 0)
+    PIN_LOADGEN=(taskset -c 1)
+    PINNING="server on CPU 0, loadgen on CPU 1 (taskset)"
+else
+    PINNING="UNPINNED (taskset or a second CPU missing): server and loadgen share the CPUs"
+    echo "bench: warning: $PINNING" >&2
+fi
+
+# name | server flags | loadgen flags
+SCENARIOS=(
+    "S1|--heartbeat 1|--streams 10000 --idle 10"
+    "S2-100|--heartbeat 1|--streams 1000 --idle 1 --messages 2000 --rate 100"
+    "S2-1000|--heartbeat 1|--streams 1000 --idle 1 --messages 2000 --rate 1000"
+    "S3|--heartbeat 1|--streams 10000 --idle 1 --messages 200 --rate 100"
+    "S4|--heartbeat 1|--streams 1000 --idle 1 --inflight 8 --duration 10"
+)
+
+RESULTS=$OUT/results.jsonl
+: > "$RESULTS"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo none)
+if ! git diff --quiet HEAD -- src Cargo.toml 2>/dev/null; then COMMIT="$COMMIT+dirty"; fi
+STAMP=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+FAILED=0
+
+# Busy % of one core over one second, the whole machine.
+machine_busy_pct() {
+    local a b
+    read -r _ u1 n1 s1 i1 w1 q1 sq1 st1 _ < /proc/stat
+    sleep 1
+    read -r _ u2 n2 s2 i2 w2 q2 sq2 st2 _ < /proc/stat
+    a=$(( (u2+n2+s2+q2+sq2+st2) - (u1+n1+s1+q1+sq1+st1) ))
+    b=$(( (u2+n2+s2+i2+w2+q2+sq2+st2) - (u1+n1+s1+i1+w1+q1+sq1+st1) ))
+    [ "$b" -gt 0 ] || { echo 0; return; }
+    echo $(( a * 100 * $(nproc) / b ))
+}
+
+# The machine is shared: wait (boundedly) for the neighbours to calm down.
+wait_quiet() {
+    local limit=${BENCH_QUIET_PCT:-30} waited=0 max=${BENCH_QUIET_WAIT:-120} busy
+    while :; do
+        busy=$(machine_busy_pct)
+        [ "$busy" -le "$limit" ] && return 0
+        if [ "$waited" -ge "$max" ]; then
+            echo "bench: machine still busy (${busy}% of a core used by others) after ${max}s; running anyway" >&2
+            return 0
+        fi
+        [ "$waited" -eq 0 ] && echo "bench: machine busy (${busy}% of a core used by others); waiting up to ${max}s" >&2
+        sleep 2
+        waited=$((waited + 3))
+    done
+}
+
+stop_server() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+        sleep 0.1
+    done
+    echo "bench: server $pid did not stop on SIGTERM in 5 s; killing it" >&2
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+for run in $(seq 1 "$RUNS"); do
+    for spec in "${SCENARIOS[@]}"; do
+        IFS='|' read -r name sflags lflags <<<"$spec"
+        if [ -n "$ONLY" ] && ! [[ " $ONLY " == *" $name "* ]]; then continue; fi
+        wait_quiet
+        port=$("$LOADGEN" free-port) || { echo "bench: no free port" >&2; exit 1; }
+        log=$OUT/$name-run$run
+        # shellcheck disable=SC2086
+        "${PIN_SERVER[@]}" "$SERVER" --bind "127.0.0.1:$port" --log-level warn --history 100 \
+            --max-clients 20000 $sflags 2>"$log.server.log" >/dev/null &
+        spid=$!
+        echo "== $name run $run: server pid $spid on 127.0.0.1:$port" >&2
+        # shellcheck disable=SC2086
+        timeout -k 5 180 "${PIN_LOADGEN[@]}" "$LOADGEN" --server "127.0.0.1:$port" --pid "$spid" \
+            --scenario "$name" --deadline 150 $lflags >"$log.out" 2>"$log.err"
+        rc=$?
+        alive=yes
+        kill -0 "$spid" 2>/dev/null || alive=no
+        stop_server "$spid"
+        cat "$log.out" >&2
+        [ -s "$log.err" ] && sed 's/^/  loadgen: /' "$log.err" | head -20 >&2
+        if [ "$alive" = no ]; then
+            echo "bench: $name run $run: THE SERVER EXITED during the run (see $log.server.log)" >&2
+            FAILED=1
+        fi
+        if [ "$rc" -ne 0 ]; then
+            echo "bench: $name run $run: loadgen exit status $rc" >&2
+            FAILED=1
+        fi
+        line=$(grep '^{' "$log.out" | tail -1)
+        if [ -n "$line" ]; then
+            # Add the run's context to its JSON line.
+            echo "${line%\}},\"run\":$run,\"commit\":\"$COMMIT\",\"date\":\"$STAMP\",\"pinned\":$([ ${#PIN_SERVER[@]} -gt 0 ] && echo true || echo false),\"server_alive\":$([ $alive = yes ] && echo true || echo false)}" >>"$RESULTS"
+        fi
+    done
+done
+
+echo
+echo "ssehub benchmarks — $STAMP, commit $COMMIT, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"
+echo "$PINNING; $RUNS run(s) per scenario; figures are medians of the runs (missing/dup: worst run)"
+echo
+"$LOADGEN" summarize "$RESULTS"
+echo
+echo "every run: $RESULTS"
+exit $FAILED
