@@ -134,6 +134,9 @@ pub struct Server {
     next_sweep: Instant,
     /// Accepting is paused until then (out of file descriptors).
     accept_resume: Option<Instant>,
+    /// Out of file descriptors since this many refused accepts; logged once
+    /// when it starts and once when accepting works again.
+    accept_starved: u64,
     /// Shutdown began; everything is closed by then.
     shutdown_deadline: Option<Instant>,
     /// Cheap randomness for the busy answer's retry.
@@ -164,6 +167,39 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The accept queue ssehub asks for; the kernel caps it at
+/// `net.core.somaxconn` (4096 on current Linux).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Raises the listener's accept queue from std's 128 to [`LISTEN_BACKLOG`].
+///
+/// With 128, a burst of a thousand browsers reconnecting at once (a restart,
+/// a Wi-Fi hiccup) overflows the queue and each dropped connect waits a 1 s
+/// SYN retransmit. std has no backlog option, so this calls `listen(2)`
+/// again on the bound socket, which Linux and the BSDs accept as "change the
+/// backlog". It is declared here rather than pulled from the `libc` crate for
+/// this one call. Failure only leaves the old queue, so it is logged and
+/// ignored.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn raise_backlog(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    extern "C" {
+        fn listen(fd: std::os::raw::c_int, backlog: std::os::raw::c_int) -> std::os::raw::c_int;
+    }
+    // SAFETY: the fd is a valid, bound, listening socket owned by
+    // `listener` for the duration of the call; listen(2) reads nothing else.
+    if unsafe { listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        debug!(
+            "cannot raise the accept queue to {LISTEN_BACKLOG}: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_backlog(_listener: &std::net::TcpListener) {}
+
 impl Server {
     /// Binds `config.bind` and builds a server on it.
     ///
@@ -177,11 +213,15 @@ impl Server {
 
     /// Builds a server on an already-bound listener (tests bind port 0).
     ///
+    /// The listener's accept queue is raised to 4096 connections (capped by
+    /// the kernel's `somaxconn`), as [`Server::bind`] does.
+    ///
     /// # Errors
     /// The poll cannot be created, or the page folder given by
     /// `config.www` cannot be opened.
     pub fn from_listener(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
+        raise_backlog(&listener);
         let mut listener = TcpListener::from_std(listener);
         let statics = match &config.www {
             Some(dir) => StaticFiles::from_dir(dir)
@@ -245,6 +285,7 @@ impl Server {
             next_presence: now,
             next_sweep: now + SWEEP_EVERY,
             accept_resume: None,
+            accept_starved: 0,
             shutdown_deadline: None,
             rng: first_id | 1,
             stream_hook: None,
@@ -477,6 +518,13 @@ impl Server {
         loop {
             match self.listener.accept() {
                 Ok((mut socket, peer)) => {
+                    if self.accept_starved > 0 {
+                        info!(
+                            "accepting again after {} pauses for want of file descriptors",
+                            self.accept_starved
+                        );
+                        self.accept_starved = 0;
+                    }
                     let _ = socket.set_nodelay(true);
                     let token = self.free.pop().unwrap_or_else(|| {
                         self.conns.push(None);
@@ -506,10 +554,15 @@ impl Server {
                 Err(e) if matches!(e.raw_os_error(), Some(23) | Some(24)) => {
                     // EMFILE/ENFILE: the pending connection stays queued in the
                     // kernel; retry after a pause rather than spin on it.
-                    warn!(
-                        "out of file descriptors with {} connections open; pausing accept",
-                        self.open
-                    );
+                    if self.accept_starved == 0 {
+                        warn!(
+                            "out of file descriptors with {} connections open ({e}); \
+                             pausing accept, retrying every {} ms",
+                            self.open,
+                            ACCEPT_BACKOFF.as_millis()
+                        );
+                    }
+                    self.accept_starved += 1;
                     self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
                     break;
                 }

@@ -819,3 +819,51 @@ fn out_of_file_descriptors_neither_crashes_nor_spins() {
         "the server died"
     );
 }
+
+/// A thousand browsers reconnecting at once (a restart, a Wi-Fi hiccup) all
+/// get through the handshake while the loop is busy elsewhere: the accept
+/// queue holds them. With std's default backlog of 128 the 130th connect's
+/// SYN is dropped and waits a 1 s retransmit, which the short connect
+/// time-out below turns into a failure.
+#[test]
+fn a_burst_of_connects_waits_in_the_accept_queue() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Built but not yet driven: nothing accepts until `run` below.
+    let mut server =
+        ssehub::server::Server::from_listener(listener, ssehub::config::Config::default())
+            .expect("server");
+    // The kernel caps every accept queue at net.core.somaxconn (4096 on
+    // Linux since 5.4); a machine set lower cannot show more than that.
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(4096);
+    let burst = somaxconn.min(1000);
+    let mut queued = Vec::new();
+    for i in 0..burst {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            Ok(socket) => queued.push(socket),
+            Err(e) => panic!("connect {i} of {burst} failed while the loop was busy: {e}"),
+        }
+    }
+    // Now the loop runs (here; the server stays on this thread) and must
+    // serve every queued connection.
+    let handle = server.handle();
+    let clients = std::thread::spawn(move || {
+        for socket in queued.iter_mut().step_by(97) {
+            socket
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut reply = String::new();
+            socket.read_to_string(&mut reply).unwrap();
+            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        }
+        handle.shutdown().unwrap();
+    });
+    server.run().unwrap();
+    clients.join().unwrap();
+}
