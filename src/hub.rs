@@ -383,6 +383,27 @@ impl Hub {
         !self.presence_dirty.is_empty()
     }
 
+    /// Per room, the highest id dropped from its history, for rooms that
+    /// dropped any, by name (journal compaction keeps them for `gap`).
+    pub fn dropped_marks(&self) -> Vec<(Rc<str>, u64)> {
+        let mut marks: Vec<(Rc<str>, u64)> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.dropped_up_to > 0)
+            .map(|(name, r)| (name.clone(), r.dropped_up_to))
+            .collect();
+        marks.sort();
+        marks
+    }
+
+    /// Records that `room` has dropped events up to `id` (journal start-up:
+    /// what a compaction left out). Never moves a mark back.
+    pub fn mark_dropped(&mut self, room: &str, id: u64) {
+        let name = self.room_name(room);
+        let room = self.rooms.entry(name).or_default();
+        room.dropped_up_to = room.dropped_up_to.max(id);
+    }
+
     /// The retained events of every room in id order (journal compaction).
     pub fn all_retained(&self) -> Vec<Retained> {
         let mut all: Vec<Retained> = self

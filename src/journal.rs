@@ -17,9 +17,12 @@
 //! - A message is exactly its item of `GET /messages`:
 //!   `{"id","room","user","text","time"}`.
 //! - A `/publish` event likewise: `{"id","room","event","data","time"}`.
-//! - `{"last_id":N}` (first line after a compaction) records the highest
-//!   id ever issued, so ids never go back even when the events that held
-//!   them were dropped from the history.
+//! - `{"last_id":N,"dropped":{"ROOM":M,…}}` (first line after a
+//!   compaction) records the highest id ever issued, so ids never go back
+//!   even when the events that held them were dropped from the history, and
+//!   per room the highest id dropped from its history (rooms that dropped
+//!   none are left out; `dropped` may be absent), so a client resuming from
+//!   before it still gets its `gap` event after a restart.
 //!
 //! On start, events are replayed in id order; the sequence continues above
 //! the highest id of any line. A last line cut short (a crash mid-write) is
@@ -116,6 +119,9 @@ pub struct Loaded {
     pub events: Vec<Record>,
     /// The highest id any line of the journal holds (0 for an empty one).
     pub last_id: u64,
+    /// Per room, the highest id dropped from its history before the last
+    /// compaction (from the header line), for the `gap` event.
+    pub dropped: Vec<(String, u64)>,
     /// Lines at the end left unfinished by an interrupted write: skipped
     /// and cut off the file.
     pub torn_lines: usize,
@@ -160,6 +166,9 @@ pub fn replay_into(loaded: &Loaded, hub: &mut Hub) {
             event.frame.to_vec(),
             event.json.to_string(),
         );
+    }
+    for (room, id) in &loaded.dropped {
+        hub.mark_dropped(room, *id);
     }
     hub.advance_to(loaded.last_id);
 }
@@ -317,7 +326,8 @@ impl Journal {
         self.lines > limit && self.lines >= self.compact_retry_at
     }
 
-    /// Rewrites the journal to `{"last_id":N}` and the `retained` items (in
+    /// Rewrites the journal to `{"last_id":N,"dropped":{…}}` (from `dropped`,
+    /// as [`Hub::dropped_marks`] gives it) and the `retained` items (in
     /// id order, as [`Hub::all_retained`] gives them), atomically: written
     /// to `PATH.tmp`, synced, renamed over `PATH`, the folder synced. Later
     /// commits append to the new file.
@@ -331,14 +341,19 @@ impl Journal {
     /// Writing, syncing or renaming failed. The journal stays usable: until the
     /// rename it is the old file, whole; after it, the new one. A failed
     /// attempt is not retried before [`MIN_COMPACT_LINES`] more lines.
-    pub fn compact<I>(&mut self, last_id: u64, retained: I) -> io::Result<()>
+    pub fn compact<I>(
+        &mut self,
+        last_id: u64,
+        dropped: &[(std::rc::Rc<str>, u64)],
+        retained: I,
+    ) -> io::Result<()>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
         let before = self.lines;
         let tmp = tmp_path(&self.path);
-        match self.rewrite(&tmp, last_id, retained) {
+        match self.rewrite(&tmp, header_line(last_id, dropped), retained) {
             Ok(()) => {
                 info!(
                     "journal {}: compacted from {before} to {} lines",
@@ -359,7 +374,7 @@ impl Journal {
         }
     }
 
-    fn rewrite<I>(&mut self, tmp: &Path, last_id: u64, retained: I) -> io::Result<()>
+    fn rewrite<I>(&mut self, tmp: &Path, header: String, retained: I) -> io::Result<()>
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
@@ -375,7 +390,7 @@ impl Journal {
         lock(&file, tmp)?;
         let mut lines = 1;
         let mut out = BufWriter::with_capacity(64 * 1024, &mut file);
-        writeln!(out, "{{\"last_id\":{last_id}}}")?;
+        writeln!(out, "{header}")?;
         for item in retained {
             let item = item.as_ref();
             debug_assert!(!item.contains('\n'), "a journal line must be one line");
@@ -499,14 +514,33 @@ struct Scan {
     lines: usize,
 }
 
+/// The first line of a compacted journal.
+fn header_line(last_id: u64, dropped: &[(std::rc::Rc<str>, u64)]) -> String {
+    let mut line = format!("{{\"last_id\":{last_id}");
+    if !dropped.is_empty() {
+        line.push_str(",\"dropped\":{");
+        for (n, (room, id)) in dropped.iter().enumerate() {
+            if n > 0 {
+                line.push(',');
+            }
+            line.push_str(&hub::json_string(room));
+            line.push(':');
+            line.push_str(&id.to_string());
+        }
+        line.push('}');
+    }
+    line.push('}');
+    line
+}
+
 /// One line, classified.
 enum Line {
     /// Only white space: ignored.
     Blank,
     /// Not JSON at all: bad in the middle, torn at the end.
     NotJson,
-    /// `{"last_id":N}`.
-    Header(u64),
+    /// `{"last_id":N,"dropped":{…}}`.
+    Header(u64, Vec<(String, u64)>),
     /// A usable event.
     Record(Record),
     /// JSON but not an event; its id (if any) still counts as issued.
@@ -539,7 +573,10 @@ fn scan(bytes: &[u8], path: &Path) -> Scan {
                     loaded.bad_lines += 1;
                 }
                 match line {
-                    Line::Header(id) => loaded.last_id = loaded.last_id.max(id),
+                    Line::Header(id, dropped) => {
+                        loaded.last_id = loaded.last_id.max(id);
+                        loaded.dropped.extend(dropped);
+                    }
                     Line::Record(record) => {
                         loaded.last_id = loaded.last_id.max(record.id());
                         loaded.events.push(record);
@@ -602,7 +639,17 @@ fn parse_line(line: &[u8]) -> Line {
             if last > MAX_ID {
                 return Line::Unusable(None, "\"last_id\" beyond 2^53 - 1");
             }
-            return Line::Header(last);
+            let dropped = map
+                .get("dropped")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(room, id)| {
+                    let id = id.as_u64().filter(|&id| id <= last)?;
+                    hub::valid_room(room).then(|| (room.clone(), id))
+                })
+                .collect();
+            return Line::Header(last, dropped);
         }
     }
     // Such an id would push the sequence where JavaScript loses precision
@@ -913,12 +960,17 @@ mod tests {
 
         let retained = hub.all_retained();
         journal
-            .compact(hub.last_id(), retained.iter().map(|r| r.json.clone()))
+            .compact(
+                hub.last_id(),
+                &hub.dropped_marks(),
+                retained.iter().map(|r| r.json.clone()),
+            )
             .unwrap();
         assert!(!tmp_path(&path.0).exists());
         assert_eq!(journal.lines(), 7);
         assert!(!journal.needs_compaction(3));
-        let mut expected = String::from("{\"last_id\":1034}\n");
+        // Room a dropped 1..=1021 and b 1025..=1031: kept for `gap`.
+        let mut expected = String::from("{\"last_id\":1034,\"dropped\":{\"a\":1021,\"b\":1031}}\n");
         for r in &retained {
             expected.push_str(&r.json);
             expected.push('\n');
@@ -941,13 +993,26 @@ mod tests {
             );
         }
         assert_eq!(restored.last_id(), 1036);
+        // A client that last saw 1000 (or 1026 in b) learns of the gap.
+        assert_eq!(restored.dropped_marks(), hub.dropped_marks());
+        for (room, last) in [("a", 1000), ("b", 1026)] {
+            let rooms = [restored.room_name(room)];
+            let (mut before, mut after) = (Vec::new(), Vec::new());
+            hub.replay(&rooms, Some(last), &mut before);
+            restored.replay(&rooms, Some(last), &mut after);
+            let after = String::from_utf8(after).unwrap();
+            assert!(after.starts_with("event: gap\n"), "{after}");
+            assert_eq!(after, String::from_utf8(before).unwrap());
+        }
     }
 
     #[test]
     fn compaction_keeps_ids_going_when_nothing_is_retained() {
         let path = TempPath::new("compact-empty");
         let (mut journal, _) = Journal::open(&path.0).unwrap();
-        journal.compact(77, std::iter::empty::<&str>()).unwrap();
+        journal
+            .compact(77, &[], std::iter::empty::<&str>())
+            .unwrap();
         assert_eq!(read(&path.0), "{\"last_id\":77}\n");
         drop(journal);
         let (_journal, loaded) = Journal::open(&path.0).unwrap();
@@ -961,7 +1026,7 @@ mod tests {
         journal.append(&message(1, "a", "x"));
         journal.commit().unwrap();
         journal.append(&message(2, "a", "held"));
-        journal.compact(2, [message(1, "a", "x")]).unwrap();
+        journal.compact(2, &[], [message(1, "a", "x")]).unwrap();
         assert!(journal.has_pending());
         assert_eq!(
             read(&path.0),

@@ -1186,7 +1186,12 @@ impl Server {
             return;
         }
         let events = self.hub.all_retained();
-        if let Err(e) = journal.compact(self.hub.last_id(), events.iter().map(|e| &*e.json)) {
+        let dropped = self.hub.dropped_marks();
+        if let Err(e) = journal.compact(
+            self.hub.last_id(),
+            &dropped,
+            events.iter().map(|e| &*e.json),
+        ) {
             error!("journal compaction failed (appending goes on): {e}");
         }
     }
