@@ -317,6 +317,13 @@ impl Journal {
         }
     }
 
+    /// Makes the next commit fail as on a full disk (tests of the server's
+    /// 503 path); the commit after it reopens the real file.
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) fn fail_next_commit(&mut self) {
+        self.file = OpenOptions::new().write(true).open("/dev/full").unwrap();
+    }
+
     /// Whether the file has grown past [`COMPACT_FACTOR`] lines per
     /// retained event (and past [`MIN_COMPACT_LINES`]).
     pub fn needs_compaction(&self, retained: usize) -> bool {

@@ -1515,3 +1515,101 @@ fn append(
         flush_queue.push_back(token);
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::fs;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Reads from `socket` until `needle` has arrived (or fails after 5 s);
+    /// returns everything read.
+    fn read_until(socket: &mut TcpStream, seen: &mut String, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 4096];
+        while !seen.contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?} in {seen:?}");
+            socket
+                .set_read_timeout(Some(deadline - Instant::now()))
+                .unwrap();
+            let n = socket.read(&mut buf).expect("read");
+            assert!(n > 0, "closed before {needle:?}: {seen:?}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+
+    fn post(addr: std::net::SocketAddr, text: &str) -> String {
+        let body = format!("{{\"room\":\"j\",\"user\":\"ann\",\"text\":\"{text}\"}}");
+        let mut socket = TcpStream::connect(addr).unwrap();
+        write!(
+            socket,
+            "POST /messages HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut reply = String::new();
+        socket.read_to_string(&mut reply).unwrap();
+        reply
+    }
+
+    /// A journal that cannot be written refuses that turn's publishes with
+    /// 503 and broadcasts none of them; the next publish is journaled,
+    /// answered 201 and delivered.
+    #[test]
+    fn a_failed_journal_write_is_a_503_and_nothing_is_broadcast() {
+        let dir = std::env::temp_dir().join(format!("ssehub-503-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let path = dir.join("journal.jsonl");
+        let _ = fs::remove_file(&path);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Config {
+            bind: addr,
+            journal: Some(path.clone()),
+            ..Config::default()
+        };
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut server = Server::from_listener(listener, config).unwrap();
+            server.journal.as_mut().unwrap().fail_next_commit();
+            tx.send(server.handle()).unwrap();
+            server.run().unwrap();
+        });
+        let handle = rx.recv().unwrap();
+
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /events?room=j HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, "event: hello\n");
+
+        let refused = post(addr, "lost");
+        assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+        assert!(refused.contains("journal"), "{refused}");
+        let accepted = post(addr, "kept");
+        assert!(accepted.starts_with("HTTP/1.1 201 "), "{accepted}");
+        read_until(&mut stream, &mut seen, "kept");
+        assert!(
+            !seen.contains("lost"),
+            "a refused publish was broadcast: {seen}"
+        );
+
+        handle.shutdown().unwrap();
+        thread.join().unwrap();
+        let journal = fs::read_to_string(&path).unwrap();
+        assert!(
+            journal.contains("kept") && !journal.contains("lost"),
+            "{journal}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
