@@ -1459,7 +1459,7 @@ impl Server {
     /// reused while events for it may still be in the batch.
     fn reap(&mut self) {
         while let Some(token) = self.doomed.pop() {
-            let Some(mut conn) = self.conns[token].take() else {
+            let Some(conn) = self.conns[token].take() else {
                 continue;
             };
             if let State::Stream(stream) = &conn.state {
@@ -1467,7 +1467,10 @@ impl Server {
                 self.streams -= 1;
                 self.notify_stream(false, stream, conn.peer);
             }
-            let _ = self.poll.registry().deregister(&mut conn.socket);
+            // No deregister: closing the socket (dropping `conn`) takes it
+            // out of the epoll set, and this turn's events are all handled,
+            // so the token is free to reuse. It saves a syscall per close.
+            drop(conn);
             self.open -= 1;
             self.free.push(token);
         }
