@@ -162,3 +162,23 @@ pub fn drain_reads(socket: &mut TcpStream, budget: usize) -> io::Result<ReadOutc
         }
     }
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle stream costs its slot in the server's connection table plus
+    /// its room list and hub entry (BENCHMARKS.md adds them up against the
+    /// measured RSS). A field added here is paid ten thousand times over;
+    /// this makes it a visible decision.
+    #[test]
+    fn a_connection_slot_stays_small() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<OutBuf>(), 32);
+        assert_eq!(size_of::<StreamState>(), 32);
+        assert!(
+            size_of::<Option<Conn>>() <= 136,
+            "Option<Conn> grew to {} bytes",
+            size_of::<Option<Conn>>()
+        );
+    }
+}
