@@ -87,27 +87,13 @@ fn next_named_within(stream: &mut Stream, name: &str, within: Duration) -> Optio
     }
 }
 
-/// Polls `check` every 20 ms until it holds or `within` passes.
-fn holds_within(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Waits until the server's open streams and connections fall to the
 /// witness and the `/healthz` request itself (other connections closed and
 /// reaped), failing after `within`.
 #[track_caller]
 fn assert_settles(addr: SocketAddr, within: Duration) {
     let mut last = serde_json::Value::Null;
-    let settled = holds_within(within, || {
+    let settled = eventually(within, || {
         last = healthz(addr);
         last["streams"] == 1 && last["connections"] == 2
     });
@@ -651,7 +637,7 @@ fn full_house_answers_busy_then_admits_when_a_slot_frees() {
     // A slot frees: the next stream is admitted and receives events.
     drop(b);
     assert!(
-        holds_within(WAIT, || healthz(server.addr)["streams"] == 2),
+        eventually(WAIT, || healthz(server.addr)["streams"] == 2),
         "closed stream not reaped"
     );
     let mut admitted = open_witness(server.addr);
@@ -781,7 +767,7 @@ fn out_of_file_descriptors_neither_crashes_nor_spins() {
         crowd.push(socket);
     }
     assert!(
-        holds_within(WAIT, || server.open_fds() >= NOFILE as usize),
+        eventually(WAIT, || server.open_fds() >= NOFILE as usize),
         "the server never ran out: {} fds open",
         server.open_fds()
     );
@@ -809,7 +795,7 @@ fn out_of_file_descriptors_neither_crashes_nor_spins() {
     // The crowd leaves: the server accepts and serves again.
     drop(crowd);
     assert!(
-        holds_within(Duration::from_secs(10), || try_healthz(server.addr)
+        eventually(Duration::from_secs(10), || try_healthz(server.addr)
             == Some(200)),
         "the server does not serve after descriptors freed"
     );

@@ -629,6 +629,7 @@ impl Runner {
         } = self;
         let sub = &mut subs[i];
         let mut data: &[u8] = &buf[..n];
+        let rest: Vec<u8>;
         if sub.state == SubState::Head {
             sub.head.extend_from_slice(data);
             let Some(end) = sse::head_end(&sub.head) else {
@@ -654,36 +655,10 @@ impl Runner {
                 None
             };
             sub.state = SubState::Body;
-            let rest = sub.head.split_off(end);
+            // What came after the head is the body's start: fed below.
+            rest = sub.head.split_off(end);
             sub.head = Vec::new();
-            let Sub {
-                sse,
-                seen,
-                hello,
-                dechunk,
-                counted,
-                ..
-            } = sub;
-            let mut cb = |e: &Event| {
-                on_event(
-                    e,
-                    t,
-                    c,
-                    hist,
-                    seen,
-                    hello,
-                    connecting,
-                    *counted,
-                    *publishing,
-                )
-            };
-            return match dechunk {
-                Some(d) => d.feed(&rest, &mut |b: &[u8]| sse.feed(b, &mut cb)).is_ok(),
-                None => {
-                    sse.feed(&rest, &mut cb);
-                    true
-                }
-            };
+            data = &rest;
         }
         if sub.state != SubState::Body {
             return true;
@@ -712,7 +687,7 @@ impl Runner {
         match dechunk {
             Some(d) => d.feed(data, &mut |b: &[u8]| sse.feed(b, &mut cb)).is_ok(),
             None => {
-                sse.feed(std::mem::take(&mut data), &mut cb);
+                sse.feed(data, &mut cb);
                 true
             }
         }
