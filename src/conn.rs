@@ -3,13 +3,12 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use crate::http::Framer;
 use crate::outbuf::OutBuf;
-use crate::request::{ChunkedDecoder, Head};
 
 /// A connection, kept by the server under its token.
 #[derive(Debug)]
@@ -24,13 +23,67 @@ pub struct Conn {
     pub out: OutBuf,
     /// `WRITABLE` interest is registered (only while a write fell short).
     pub wants_write: bool,
-    /// Waiting in the server's flush queue.
+    /// Waiting in one of the flush queues.
     pub queued: bool,
-    /// Marked for closing at the end of the loop turn.
-    pub doomed: bool,
+    /// Marked for closing at the end of the loop turn, and why.
+    pub closing: Option<Close>,
     /// When the server gives up on the connection (header, idle or linger
     /// time-out); `None` for streams, which are kept alive by heartbeats.
     pub deadline: Option<Instant>,
+}
+
+/// Why a connection is closed: every close goes through one
+/// `mark_closing(token, Close)` and is counted per reason in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The client closed its side (or finished reading our last answer).
+    ClientClosed,
+    /// The client reset the connection.
+    PeerReset,
+    /// Reading, writing or changing the socket's interest failed otherwise.
+    IoError,
+    /// A stream's client sent more than it may (it should send nothing).
+    ClientSentData,
+    /// A stream's client did not read and its write buffer filled up.
+    SlowConsumer,
+    /// A header, idle or linger time-out ran out.
+    TimedOut,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl Close {
+    /// Every reason, in the order `/metrics` lists them.
+    pub const ALL: [Close; 7] = [
+        Close::ClientClosed,
+        Close::PeerReset,
+        Close::IoError,
+        Close::ClientSentData,
+        Close::SlowConsumer,
+        Close::TimedOut,
+        Close::Shutdown,
+    ];
+
+    /// The reason as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Close::ClientClosed => "client_closed",
+            Close::PeerReset => "peer_reset",
+            Close::IoError => "io_error",
+            Close::ClientSentData => "client_sent_data",
+            Close::SlowConsumer => "slow_consumer",
+            Close::TimedOut => "timed_out",
+            Close::Shutdown => "shutdown",
+        }
+    }
+
+    /// The reason for a socket error.
+    pub fn of_error(error: &io::Error) -> Close {
+        match error.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => Close::PeerReset,
+            _ => Close::IoError,
+        }
+    }
 }
 
 /// The states of a connection.
@@ -41,35 +94,28 @@ pub enum State {
     /// An event stream: reads are only watched for the close.
     Stream(StreamState),
     /// The last response is being written; then the write side is shut.
-    Closing,
+    Finishing,
     /// Write side shut; reading and dropping until the client closes or the
     /// deadline passes, so it can read our answer before an RST.
     Lingering,
 }
 
-/// Where an ordinary connection stands in the current request.
+/// Where an ordinary connection stands.
 #[derive(Debug, Default)]
 pub struct HttpState {
-    /// Received bytes not yet parsed (bounded by the server).
-    pub read_buf: Vec<u8>,
-    /// The head of the request whose body is awaited, if any.
-    pub body_of: Option<Head>,
-    /// The decoder of a chunked body in progress.
-    pub chunked: Option<ChunkedDecoder>,
+    /// Received bytes and the request framing over them.
+    pub framer: Framer,
     /// Reading stopped because too many answers wait to be written; the
     /// next drained flush resumes it.
     pub read_paused: bool,
-    /// A publish's answer waits for the journal; later requests wait too.
-    pub awaiting_journal: bool,
+    /// A publish's answer waits for the event log; later requests wait too,
+    /// so answers stay in order.
+    pub awaiting_log: bool,
 }
 
-/// An open event stream.
+/// An open event stream (its rooms live in the hub's subscription).
 #[derive(Debug)]
 pub struct StreamState {
-    /// The rooms it is subscribed to.
-    pub rooms: Box<[Rc<str>]>,
-    /// Subscribed with `role=agent`.
-    pub agent: bool,
     /// Bytes of the opening replay still counted beside the slow-consumer
     /// cap: a history larger than the cap must not cut a new stream before
     /// it had a chance to read. Zero once the buffer first drains.
@@ -97,7 +143,7 @@ impl Conn {
             out: OutBuf::default(),
             wants_write: false,
             queued: false,
-            doomed: false,
+            closing: None,
             deadline: Some(deadline),
         }
     }
@@ -174,7 +220,7 @@ mod tests {
     fn a_connection_slot_stays_small() {
         use std::mem::size_of;
         assert_eq!(size_of::<OutBuf>(), 32);
-        assert_eq!(size_of::<StreamState>(), 32);
+        assert_eq!(size_of::<StreamState>(), 8);
         assert!(
             size_of::<Option<Conn>>() <= 136,
             "Option<Conn> grew to {} bytes",

@@ -29,7 +29,8 @@ pub struct Retained {
 /// One room: who listens, and what it retains.
 #[derive(Debug, Default)]
 struct Room {
-    /// Streams subscribed to the room, in no particular order.
+    /// Streams subscribed to the room, in no particular order; each
+    /// subscription remembers its place here, so leaving is O(1).
     subscribers: Vec<SubscriberId>,
     /// How many of them are agents.
     agents: usize,
@@ -52,27 +53,35 @@ impl Room {
     }
 }
 
-/// What a publish produced: the server journals `retained` and broadcasts
-/// its frame to [`Hub::subscribers`] of the room.
-#[derive(Debug, Clone)]
-pub struct Published {
-    /// The new event.
-    pub event: Retained,
+/// One stream's subscription, kept by the hub under its id.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Its rooms, each with the stream's index in that room's subscriber list.
+    places: Box<[(Rc<str>, u32)]>,
+    /// Subscribed as an agent.
+    pub agent: bool,
 }
 
-/// Rooms, subscribers, history, the id sequence and presence.
+impl Subscription {
+    /// The rooms, in the order subscribed.
+    pub fn rooms(&self) -> impl Iterator<Item = &Rc<str>> {
+        self.places.iter().map(|(room, _)| room)
+    }
+}
+
+/// Rooms, subscribers, history and presence.
 #[derive(Debug)]
 pub struct Hub {
     /// Rooms by name.
     rooms: HashMap<Rc<str>, Room>,
+    /// Subscriptions by subscriber id (ids are dense: the server's slots).
+    subs: Vec<Option<Subscription>>,
     /// Events retained per room.
     history: usize,
-    /// The newest id retained and delivered (or the one before the first,
-    /// at start): what `hello` and the id-only block announce.
+    /// The newest id committed (or the log's last id at start): what
+    /// `hello` and the id-only block announce. The log assigns ids; the
+    /// hub only takes them.
     last_id: u64,
-    /// The newest id handed out; above `last_id` while events wait for the
-    /// journal. Ids handed out to events that then failed are never reused.
-    reserved: u64,
     /// Rooms whose counts changed since the last presence round.
     presence_dirty: Vec<Rc<str>>,
 }
@@ -91,49 +100,69 @@ pub fn json_string(value: &str) -> String {
 }
 
 impl Hub {
-    /// An empty hub retaining `history` events per room, whose first
-    /// event will have id `last_id + 1`.
+    /// An empty hub retaining `history` events per room; `last_id` is the
+    /// log's newest id.
     pub fn new(history: usize, last_id: u64) -> Hub {
         Hub {
             rooms: HashMap::new(),
+            subs: Vec::new(),
             history,
             last_id,
-            reserved: last_id,
             presence_dirty: Vec::new(),
         }
     }
 
-    /// The newest id issued.
+    /// The newest id committed.
     pub fn last_id(&self) -> u64 {
         self.last_id
     }
 
-    /// Subscribes `sub` to `rooms`; presence for them is due.
+    /// Subscribes `sub` (not yet subscribed) to `rooms`; presence for them is due.
     pub fn subscribe(&mut self, sub: SubscriberId, rooms: &[Rc<str>], agent: bool) {
+        let mut places = Vec::with_capacity(rooms.len());
         for name in rooms {
+            let name = self.room_name(name);
             let room = self.rooms.entry(name.clone()).or_default();
+            places.push((name.clone(), room.subscribers.len() as u32));
             room.subscribers.push(sub);
             if agent {
                 room.agents += 1;
             }
-            self.presence_dirty.push(name.clone());
+            self.presence_dirty.push(name);
         }
+        if self.subs.len() <= sub {
+            self.subs.resize_with(sub + 1, || None);
+        }
+        self.subs[sub] = Some(Subscription {
+            places: places.into_boxed_slice(),
+            agent,
+        });
     }
 
-    /// Removes `sub` from `rooms`; presence for them is due.
-    pub fn unsubscribe(&mut self, sub: SubscriberId, rooms: &[Rc<str>], agent: bool) {
-        for name in rooms {
+    /// Removes `sub` from its rooms in O(rooms) whatever their sizes, and
+    /// gives back what it was subscribed to; presence for them is due.
+    pub fn unsubscribe(&mut self, sub: SubscriberId) -> Option<Subscription> {
+        let subscription = self.subs.get_mut(sub)?.take()?;
+        for (name, at) in subscription.places.iter() {
             let Some(room) = self.rooms.get_mut(name) else {
                 continue;
             };
-            if let Some(at) = room.subscribers.iter().position(|s| *s == sub) {
-                room.subscribers.swap_remove(at);
-                if agent {
-                    room.agents -= 1;
+            let at = *at as usize;
+            room.subscribers.swap_remove(at);
+            if subscription.agent {
+                room.agents -= 1;
+            }
+            // The last subscriber moved into the hole: tell it where it is now.
+            if let Some(&moved) = room.subscribers.get(at) {
+                if let Some(Some(other)) = self.subs.get_mut(moved) {
+                    if let Some(place) = other.places.iter_mut().find(|(r, _)| r == name) {
+                        place.1 = at as u32;
+                    }
                 }
             }
             self.presence_dirty.push(name.clone());
         }
+        Some(subscription)
     }
 
     /// The streams subscribed to `room`.
@@ -145,89 +174,18 @@ impl Hub {
     }
 
     /// The room's name as the hub holds it, shared rather than copied.
-    pub fn room_name(&mut self, room: &str) -> Rc<str> {
+    pub fn room_name(&self, room: &str) -> Rc<str> {
         match self.rooms.get_key_value(room) {
             Some((name, _)) => name.clone(),
             None => Rc::from(room),
         }
     }
 
-    /// Publishes a chat message: a `message` event whose data is the JSON
-    /// `{"id","room","user","text","time"}`.
-    pub fn publish_message(
-        &mut self,
-        room: &str,
-        user: &str,
-        text: &str,
-        time_ms: u64,
-    ) -> Published {
-        let event = self.prepare_message(room, user, text, time_ms);
-        self.commit(event)
-    }
-
-    /// Publishes a custom event: data is sent as given (line ends already
-    /// normalised to LF); the retained item is `{"id","room","event","data","time"}`.
-    pub fn publish_event(
-        &mut self,
-        room: &str,
-        event: &str,
-        data: &str,
-        time_ms: u64,
-    ) -> Published {
-        let event = self.prepare_event(room, event, data, time_ms);
-        self.commit(event)
-    }
-
-    /// Gives a chat message its id and encodes it, without retaining it:
-    /// with a journal, [`commit`](Self::commit) follows once it is on disk.
-    pub fn prepare_message(
-        &mut self,
-        room: &str,
-        user: &str,
-        text: &str,
-        time_ms: u64,
-    ) -> Retained {
-        self.reserved += 1;
-        let id = self.reserved;
-        let json = format!(
-            "{{\"id\":{id},\"room\":{},\"user\":{},\"text\":{},\"time\":{time_ms}}}",
-            json_string(room),
-            json_string(user),
-            json_string(text)
-        );
-        let mut frame = Vec::with_capacity(json.len() + 40);
-        sse::encode_parts(Some(id), Some("message"), &json, &mut frame);
-        self.make(id, room, frame, json)
-    }
-
-    /// Gives a custom event its id and encodes it, without retaining it.
-    pub fn prepare_event(&mut self, room: &str, event: &str, data: &str, time_ms: u64) -> Retained {
-        self.reserved += 1;
-        let id = self.reserved;
-        let json = format!(
-            "{{\"id\":{id},\"room\":{},\"event\":{},\"data\":{},\"time\":{time_ms}}}",
-            json_string(room),
-            json_string(event),
-            json_string(data)
-        );
-        let mut frame = Vec::with_capacity(data.len() + event.len() + 32);
-        sse::encode_parts(Some(id), Some(event), data, &mut frame);
-        self.make(id, room, frame, json)
-    }
-
-    fn make(&mut self, id: u64, room: &str, frame: Vec<u8>, json: String) -> Retained {
-        Retained {
-            id,
-            room: self.room_name(room),
-            frame: Rc::from(frame),
-            json: Rc::from(json),
-        }
-    }
-
-    /// Retains a prepared event; from now on it is replayed and announced.
-    pub fn commit(&mut self, event: Retained) -> Published {
+    /// Retains a committed event (its id from the log); from now on it is
+    /// replayed and announced.
+    pub fn commit(&mut self, mut event: Retained) {
         self.last_id = self.last_id.max(event.id);
-        self.reserved = self.reserved.max(event.id);
+        event.room = self.room_name(&event.room);
         let history = self.history;
         let room = self.rooms.entry(event.room.clone()).or_default();
         if history == 0 {
@@ -237,22 +195,42 @@ impl Hub {
                 let dropped = room.history.pop_front().expect("history is full");
                 room.dropped_up_to = dropped.id;
             }
-            room.history.push_back(event.clone());
+            room.history.push_back(event);
         }
-        Published { event }
     }
 
-    /// Puts back an event read from the journal: history refilled, the
-    /// sequence moved past its id. Events must come in id order.
-    pub fn restore(&mut self, id: u64, room: &str, frame: Vec<u8>, json: String) {
-        let event = self.make(id, room, frame, json);
-        self.commit(event);
-    }
-
-    /// Moves the sequence so the next id is above `id` (journal start-up).
+    /// Moves the announced id up to `id` (journal start-up: ids issued to
+    /// events that were dropped since).
     pub fn advance_to(&mut self, id: u64) {
         self.last_id = self.last_id.max(id);
-        self.reserved = self.reserved.max(id);
+    }
+
+    /// Commits a custom event with the next id (tests stand in for the log).
+    #[cfg(test)]
+    pub(crate) fn publish_event(
+        &mut self,
+        room: &str,
+        name: &str,
+        data: &str,
+        time: u64,
+    ) -> Retained {
+        let event = crate::log::Draft::event(room, name, data, time).encode(self.last_id + 1);
+        self.commit(event.clone());
+        event
+    }
+
+    /// Commits a chat message with the next id (tests stand in for the log).
+    #[cfg(test)]
+    pub(crate) fn publish_message(
+        &mut self,
+        room: &str,
+        user: &str,
+        text: &str,
+        time: u64,
+    ) -> Retained {
+        let event = crate::log::Draft::message(room, user, text, time).encode(self.last_id + 1);
+        self.commit(event.clone());
+        event
     }
 
     /// Writes what a new stream gets before live events: a `gap` event if
@@ -419,6 +397,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::Draft;
 
     fn names(list: &[&str]) -> Vec<Rc<str>> {
         list.iter().map(|n| Rc::from(*n)).collect()
@@ -442,46 +421,46 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_one_sequence_and_frames_exact() {
+    fn committed_events_take_the_logs_ids() {
         let mut hub = Hub::new(10, 100);
-        let a = hub.publish_message("a", "ann", "hi \"there\"\n", 5);
-        let b = hub.publish_event("b", "reading", "t=1\nh=2", 6);
-        assert_eq!((a.event.id, b.event.id, hub.last_id()), (101, 102, 102));
         assert_eq!(
-            &*a.event.frame,
-            b"id: 101\nevent: message\ndata: {\"id\":101,\"room\":\"a\",\"user\":\"ann\",\"text\":\"hi \\\"there\\\"\\n\",\"time\":5}\n\n"
+            replay(&hub, &["a"], None),
+            "id: 100\n\n",
+            "nothing retained yet"
         );
+        // The log skipped 101 (a refused publish burns its id).
+        hub.commit(Draft::event("a", "e", "1", 0).encode(102));
+        hub.commit(Draft::event("a", "e", "2", 0).encode(103));
+        assert_eq!(hub.last_id(), 103);
         assert_eq!(
-            &*b.event.frame,
-            b"id: 102\nevent: reading\ndata: t=1\ndata: h=2\n\n"
-        );
-        assert_eq!(
-            &*b.event.json,
-            "{\"id\":102,\"room\":\"b\",\"event\":\"reading\",\"data\":\"t=1\\nh=2\",\"time\":6}"
+            replay(&hub, &["a"], Some(0)),
+            "id: 102\nevent: e\ndata: 1\n\nid: 103\nevent: e\ndata: 2\n\n"
         );
     }
 
     #[test]
-    fn prepared_events_are_announced_only_once_committed() {
+    fn unsubscribing_keeps_every_other_place_right() {
         let mut hub = Hub::new(10, 0);
-        let first = hub.prepare_event("a", "e", "1", 0);
-        assert_eq!((first.id, hub.last_id()), (1, 0));
-        assert_eq!(
-            replay(&hub, &["a"], None),
-            "",
-            "nothing retained or announced yet"
-        );
-        // A prepared event that is never committed (journal failure) burns its id.
-        let second = hub.prepare_event("a", "e", "2", 0);
-        hub.commit(first);
-        let third = hub.prepare_event("a", "e", "3", 0);
-        assert_eq!((second.id, third.id), (2, 3));
-        hub.commit(third);
-        assert_eq!(hub.last_id(), 3);
-        assert_eq!(
-            replay(&hub, &["a"], Some(0)),
-            "id: 1\nevent: e\ndata: 1\n\nid: 3\nevent: e\ndata: 3\n\n"
-        );
+        let ab = names(&["a", "b"]);
+        for sub in 0..6 {
+            hub.subscribe(sub, &ab[..1 + sub % 2], sub == 3);
+        }
+        // Remove from the front and the middle: each removal moves the last
+        // subscriber into the hole, whose recorded place must follow.
+        for gone in [0, 2, 5, 3] {
+            let subscription = hub.unsubscribe(gone).expect("was subscribed");
+            assert_eq!(subscription.agent, gone == 3);
+            assert!(hub.unsubscribe(gone).is_none(), "only once");
+        }
+        let mut a = hub.subscribers("a").to_vec();
+        a.sort();
+        assert_eq!(a, [1, 4]);
+        assert_eq!(hub.subscribers("b"), [1]);
+        for sub in [1, 4] {
+            hub.unsubscribe(sub).expect("still subscribed");
+        }
+        assert!(hub.subscribers("a").is_empty() && hub.subscribers("b").is_empty());
+        assert_eq!(hub.rooms_json(), "[]");
     }
 
     #[test]
@@ -562,7 +541,7 @@ mod tests {
         hub.subscribe(1, &a, false);
         hub.subscribe(2, &a, true);
         hub.subscribe(3, &a, false);
-        hub.unsubscribe(3, &a, false);
+        hub.unsubscribe(3);
         let frames = hub.take_presence();
         assert_eq!(frames.len(), 1);
         assert_eq!(
@@ -571,18 +550,18 @@ mod tests {
         );
         // A join and a leave between rounds: counts unchanged, nothing sent.
         hub.subscribe(4, &a, false);
-        hub.unsubscribe(4, &a, false);
+        hub.unsubscribe(4);
         assert!(hub.take_presence().is_empty());
         assert_eq!(
             hub.rooms_json(),
             "[{\"room\":\"a\",\"clients\":2,\"agents\":1,\"messages\":0,\"last_id\":0}]"
         );
         // Everyone leaves: a last presence, then the room is forgotten.
-        hub.unsubscribe(1, &a, false);
-        hub.unsubscribe(2, &a, true);
+        hub.unsubscribe(1);
+        hub.unsubscribe(2);
         assert_eq!(hub.take_presence().len(), 1);
         hub.subscribe(5, &a, false);
-        hub.unsubscribe(5, &a, false);
+        hub.unsubscribe(5);
         hub.take_presence();
         assert_eq!(hub.rooms_json(), "[]");
         assert_eq!(hub.sizes(), (0, 0));

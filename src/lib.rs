@@ -86,13 +86,18 @@ pub mod request;
 #[doc(hidden)]
 pub mod router;
 
+mod access;
+mod app;
 mod conn;
+mod conns;
+mod http;
 mod hub;
-mod journal;
+mod log;
 mod metrics;
 mod outbuf;
 mod response;
 mod static_files;
+mod timers;
 
 pub use config::Config;
 pub use handle::{Handle, HandleError};

@@ -17,8 +17,6 @@ pub struct Metrics {
     pub heartbeats_sent: u64,
     /// Bytes written to sockets.
     pub bytes_written: u64,
-    /// Streams cut because their client did not read.
-    pub slow_consumers_dropped: u64,
     /// Stream requests answered `busy` because the house was full.
     pub busy_answers: u64,
     /// Streams opened since start.
@@ -50,8 +48,13 @@ impl Metrics {
         *self.responses.entry(status).or_insert(0) += 1;
     }
 
-    /// The Prometheus text exposition of the counters and `gauges`.
-    pub fn render(&self, gauges: Gauges) -> String {
+    /// The Prometheus text exposition of the counters, `gauges` and the
+    /// connections `closed` per reason.
+    pub fn render(&self, gauges: Gauges, closed: &[(&str, u64)]) -> String {
+        let slow_consumers = closed
+            .iter()
+            .find(|(reason, _)| *reason == "slow_consumer")
+            .map_or(0, |(_, n)| *n);
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = write!(
@@ -135,7 +138,7 @@ impl Metrics {
             "slow_consumers_dropped_total",
             "counter",
             "Streams cut because the client did not read.",
-            self.slow_consumers_dropped,
+            slow_consumers,
         );
         metric(
             "busy_total",
@@ -143,6 +146,13 @@ impl Metrics {
             "Stream requests answered busy (full house).",
             self.busy_answers,
         );
+        out.push_str("# HELP ssehub_connections_closed_total Connections closed, by reason.\n# TYPE ssehub_connections_closed_total counter\n");
+        for (reason, count) in closed {
+            let _ = writeln!(
+                out,
+                "ssehub_connections_closed_total{{reason=\"{reason}\"}} {count}"
+            );
+        }
         out.push_str("# HELP ssehub_requests_total Responses by status code.\n# TYPE ssehub_requests_total counter\n");
         for (status, count) in &self.responses {
             let _ = writeln!(out, "ssehub_requests_total{{code=\"{status}\"}} {count}");
@@ -161,13 +171,17 @@ mod tests {
         m.count_response(200);
         m.count_response(200);
         m.count_response(404);
-        m.slow_consumers_dropped = 3;
-        let text = m.render(Gauges {
-            streams: 2,
-            ..Default::default()
-        });
+        let closed = [("client_closed", 5), ("slow_consumer", 3)];
+        let text = m.render(
+            Gauges {
+                streams: 2,
+                ..Default::default()
+            },
+            &closed,
+        );
         assert!(text.contains("# TYPE ssehub_streams_open gauge\nssehub_streams_open 2\n"));
         assert!(text.contains("ssehub_slow_consumers_dropped_total 3\n"));
+        assert!(text.contains("ssehub_connections_closed_total{reason=\"client_closed\"} 5\n"));
         assert!(text.contains("ssehub_requests_total{code=\"200\"} 2\n"));
         assert!(text.contains("ssehub_requests_total{code=\"404\"} 1\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

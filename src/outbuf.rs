@@ -27,17 +27,13 @@ pub struct Flushed {
 impl OutBuf {
     /// Appends bytes; never does I/O.
     pub fn push(&mut self, bytes: &[u8]) {
-        // Reclaim the written front before growing, so a reader that keeps
-        // up only partly does not make the buffer creep.
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(bytes);
+        self.tail().extend_from_slice(bytes);
     }
 
     /// Gives direct access for encoders that write in place.
     pub fn tail(&mut self) -> &mut Vec<u8> {
+        // Reclaim the written front before growing, so a reader that keeps
+        // up only partly does not make the buffer creep.
         if self.start > 0 && self.start >= self.buf.len() / 2 {
             self.buf.drain(..self.start);
             self.start = 0;

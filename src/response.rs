@@ -3,6 +3,9 @@
 //! connection's output buffer.
 
 use std::io::Write;
+use std::rc::Rc;
+
+use crate::hub::json_string;
 
 /// The reason phrase of the status codes the server sends.
 pub fn reason(status: u16) -> &'static str {
@@ -57,6 +60,16 @@ impl Response {
     pub fn error(status: u16, message: &str) -> Response {
         let body = serde_json::json!({ "error": message }).to_string();
         Response::json(status, body)
+    }
+
+    /// A `200` in the Prometheus text format.
+    pub fn prometheus(text: String) -> Response {
+        Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: text.into_bytes(),
+            extra_headers: Vec::new(),
+        }
     }
 
     /// The same response with one more header.
@@ -159,6 +172,37 @@ fn connection_header(keep_alive: bool, minor_version: u8, out: &mut Vec<u8>) {
     } else if minor_version == 0 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
+}
+
+/// `GET /healthz`'s body.
+pub fn health_json(uptime_s: u64, streams: usize, connections: usize, last_id: u64) -> String {
+    format!(
+        "{{\"status\":\"ok\",\"version\":\"{}\",\"uptime_s\":{uptime_s},\"streams\":{streams},\"connections\":{connections},\"last_id\":{last_id}}}",
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
+/// The `201` body of a chat message: `{"id","room","time"}`.
+pub fn created_message_json(id: u64, room: &str, time: u64) -> String {
+    format!(
+        "{{\"id\":{id},\"room\":{},\"time\":{time}}}",
+        json_string(room)
+    )
+}
+
+/// The `201` body of a published event: `{"id"}`.
+pub fn created_event_json(id: u64) -> String {
+    format!("{{\"id\":{id}}}")
+}
+
+/// The `hello` event's data.
+pub fn hello_json(rooms: &[Rc<str>], agent: bool, heartbeat_ms: u64, last_id: u64) -> String {
+    let rooms: Vec<String> = rooms.iter().map(|r| json_string(r)).collect();
+    format!(
+        "{{\"rooms\":[{}],\"role\":\"{}\",\"heartbeat_ms\":{heartbeat_ms},\"last_id\":{last_id}}}",
+        rooms.join(","),
+        if agent { "agent" } else { "customer" },
+    )
 }
 
 #[cfg(test)]

@@ -69,8 +69,9 @@ pub enum Action {
     Reject(Response),
 }
 
-/// Routes one request. `token` is the `--publish-token`, if any.
-pub fn route(head: &Head, body: &[u8], token: Option<&str>) -> Action {
+/// Routes one request: what it asks for, checked for shape. Whether it may
+/// happen is `access`'s decision.
+pub fn route(head: &Head, body: &[u8]) -> Action {
     if head.method == Method::Options {
         return Action::Preflight;
     }
@@ -92,12 +93,8 @@ pub fn route(head: &Head, body: &[u8], token: Option<&str>) -> Action {
         ("/rooms", true, _) => Ok(Action::Rooms),
         ("/healthz", true, _) => Ok(Action::Health),
         ("/metrics", true, _) => Ok(Action::Metrics),
-        ("/messages", false, Method::Post) => {
-            authorize(head, token).and_then(|()| post_message(head, body))
-        }
-        ("/publish", false, Method::Post) => {
-            authorize(head, token).and_then(|()| publish(head, body))
-        }
+        ("/messages", false, Method::Post) => post_message(head, body),
+        ("/publish", false, Method::Post) => publish(head, body),
         _ => return method_not_allowed(allow),
     };
     result.unwrap_or_else(Action::Reject)
@@ -109,36 +106,6 @@ fn method_not_allowed(allow: &'static str) -> Action {
 
 fn bad(message: &str) -> Response {
     Response::error(400, message)
-}
-
-fn authorize(head: &Head, token: Option<&str>) -> Result<(), Response> {
-    let Some(token) = token else {
-        return Ok(());
-    };
-    let given = head
-        .authorization
-        .as_deref()
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match given {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(unauthorized("wrong publish token")),
-        None => Err(unauthorized("missing 'Authorization: Bearer TOKEN'")),
-    }
-}
-
-fn unauthorized(message: &str) -> Response {
-    Response::error(401, message).with_header("WWW-Authenticate", "Bearer realm=\"ssehub\"")
-}
-
-/// Compares without stopping at the first difference, so response timing
-/// does not tell how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The query's pairs, or a 400 if one does not decode.
@@ -330,7 +297,7 @@ mod tests {
     fn subscribe_parameters() {
         let h = head("GET /events?room=a&room=b&room=a&lastEventId=7&role=agent HTTP/1.1\r\n\r\n");
         assert_eq!(
-            route(&h, b"", None),
+            route(&h, b""),
             Action::Subscribe {
                 rooms: vec!["a".into(), "b".into()],
                 last_id: Some(7),
@@ -339,7 +306,7 @@ mod tests {
         );
         let h = head("GET /events?last_event_id=3 HTTP/1.1\r\nLast-Event-ID: 9\r\n\r\n");
         assert_eq!(
-            route(&h, b"", None),
+            route(&h, b""),
             Action::Subscribe {
                 rooms: vec!["lobby".into()],
                 last_id: Some(9),
@@ -348,7 +315,7 @@ mod tests {
         );
         let h = head("GET /events HTTP/1.1\r\nLast-Event-ID: abc\r\n\r\n");
         assert!(matches!(
-            route(&h, b"", None),
+            route(&h, b""),
             Action::Subscribe { last_id: None, .. }
         ));
     }
@@ -443,7 +410,10 @@ mod tests {
         for (line, headers, body, token, expected) in cases {
             let h = head(&format!("{line} HTTP/1.1\r\n{headers}\r\n"));
             assert_eq!(
-                status(&route(&h, body, *token)),
+                status(
+                    &crate::access::check_publish_token(&h, *token)
+                        .map_or_else(Action::Reject, |()| route(&h, body))
+                ),
                 *expected,
                 "{line} {headers:?}"
             );
@@ -454,21 +424,15 @@ mod tests {
     fn text_length_counts_characters() {
         let json = |text: &str| format!(r#"{{"user":"u","text":"{text}"}}"#);
         let h = head("POST /messages HTTP/1.1\r\n\r\n");
-        assert_eq!(
-            status(&route(&h, json(&"é".repeat(4000)).as_bytes(), None)),
-            200
-        );
-        assert_eq!(
-            status(&route(&h, json(&"é".repeat(4001)).as_bytes(), None)),
-            400
-        );
+        assert_eq!(status(&route(&h, json(&"é".repeat(4000)).as_bytes())), 200);
+        assert_eq!(status(&route(&h, json(&"é".repeat(4001)).as_bytes())), 400);
     }
 
     #[test]
     fn publish_normalises_line_ends() {
         let h = head("POST /publish?room=s&event=reading HTTP/1.1\r\n\r\n");
         assert_eq!(
-            route(&h, b"a\r\nb\rc\n", None),
+            route(&h, b"a\r\nb\rc\n"),
             Action::Publish {
                 room: "s".into(),
                 event: "reading".into(),
@@ -480,7 +444,7 @@ mod tests {
     #[test]
     fn wrong_method_names_allowed_ones() {
         let h = head("PUT /publish HTTP/1.1\r\n\r\n");
-        let Action::Reject(r) = route(&h, b"", None) else {
+        let Action::Reject(r) = route(&h, b"") else {
             panic!()
         };
         assert_eq!(

@@ -1,43 +1,50 @@
-//! THE event loop: one `mio::Poll`, the listener, the connections by
-//! token, the hub and the timers. The only module that touches mio's
-//! registry, and the one place where the hub's recipients meet the
-//! connections.
+//! THE event loop: one `mio::Poll`, the listener, the waker and the order
+//! of a turn. The only module that touches mio's registry, and the one
+//! place where the hub's recipients meet the connections.
 //!
-//! One turn: poll (timeout from the nearest deadline) → accept, read,
-//! parse, route, act (a broadcast only appends to buffers) → timers →
-//! flush pending connections (a bounded slice per turn) → reap the
-//! connections marked for closing.
+//! One turn:
+//! 1. poll, with a timeout from the nearest deadline;
+//! 2. accept, read, frame (`http`), answer (`app`) — a publish is only
+//!    appended to the event log;
+//! 3. settle the log: one write for the turn's publishes, then committed
+//!    events are broadcast (appended to buffers, no I/O) and held answers
+//!    released;
+//! 4. due timers: heartbeat, presence, time-outs;
+//! 5. flush: every waiting answer, then a slice of the streams;
+//! 6. resume reading on connections that waited for the flush or the log;
+//! 7. reap the connections marked closing.
+//!
+//! Nothing calls back into an earlier step: flushing never reads, and the
+//! log's verdict never drives a connection; both put the connection on the
+//! resume list instead.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use log::{debug, error, info, warn};
+use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::app::{unix_ms, App, Asker, Load, Outcome};
 use crate::config::Config;
-use crate::conn::{self, Conn, ReadOutcome, State, StreamState};
+use crate::conn::{self, Close, Conn, ReadOutcome, State, StreamState};
+use crate::conns::Conns;
 use crate::handle::{Command, Handle, Shared};
-use crate::hooks::{Authorizer, Decision, RequestInfo, RequestKind, StreamHook, StreamNotice};
-use crate::hub::{json_string, Hub, Published, Retained};
-use crate::journal::{self, Journal};
-use crate::metrics::{Gauges, Metrics};
-use crate::request::{self, parse_head, BodyFraming, Head, HttpError, Limits, Method, Parsed};
-use crate::response::{self, Framing, Response};
-use crate::router::{self, Action};
+use crate::hooks::{Decision, RequestInfo, StreamNotice};
+use crate::http::Step;
+use crate::log::{Draft, EventLog, JournalLog, MemoryLog};
+use crate::request::{HttpError, Limits};
+use crate::response;
 use crate::sse;
-use crate::static_files::{Lookup, StaticFiles};
+use crate::static_files::StaticFiles;
+use crate::timers::Timers;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 
-/// `retry:` sent first on every stream, in milliseconds.
-const STREAM_RETRY_MS: u64 = 2000;
 /// Streams flushed per loop turn before polling again, so a publish is
 /// answered promptly even while thousands of streams are written. While a
 /// pass over all streams takes several turns, events pile up per stream
@@ -50,8 +57,6 @@ const OUT_HIGH_WATER: usize = 256 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// How long a graceful shutdown waits for streams to take their bytes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// How often time-outs are checked.
-const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// Pause before accepting again when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Bytes a stream's client may send (it should send none) before it is dropped.
@@ -76,79 +81,29 @@ pub struct Stats {
     pub last_id: u64,
 }
 
-/// A publish waiting for the journal's `fsync`.
-struct Held {
-    /// The prepared event, delivered once durable.
-    event: Retained,
-    /// The answer owed to an HTTP publisher, if it came over HTTP.
-    reply: Option<HeldReply>,
-}
-
-/// The `201` owed to a publisher, with what framing it needs.
-struct HeldReply {
-    token: usize,
-    response: Response,
-    keep_alive: bool,
-    minor_version: u8,
-    cors_origin: Option<String>,
-}
-
 /// An SSE server: the whole event loop and its state.
 pub struct Server {
     poll: Poll,
     events: Events,
     listener: TcpListener,
-    /// The listener is registered with the poll (false while accepting is
-    /// paused or after shutdown began).
+    /// The listener is registered with the poll (false after shutdown began).
     listening: bool,
-    /// Connections by token index; `None` slots are free.
-    conns: Vec<Option<Conn>>,
-    /// Free slots of `conns`, reused last-freed first.
-    free: Vec<usize>,
-    hub: Hub,
-    config: Config,
-    statics: StaticFiles,
-    metrics: Metrics,
-    /// Open event streams.
-    streams: usize,
-    /// Open connections.
-    open: usize,
-    /// Streams with broadcast bytes appended since their last flush,
-    /// flushed oldest first, a slice per turn.
-    flush_queue: VecDeque<usize>,
-    /// Connections with an answer waiting (responses, stream preambles),
-    /// flushed every turn before the streams.
-    reply_queue: Vec<usize>,
-    /// Connections to drop at the end of this turn.
-    doomed: Vec<usize>,
+    /// The connections and their queues.
+    conns: Conns,
+    /// Everything that answers: hub, log, access, page, metrics.
+    app: App,
+    /// The deadlines.
+    timers: Timers,
     /// Events of this turn, as (token, readable, writable) copied out of `events`.
     ready: Vec<(Token, bool, bool)>,
     /// Read scratch space shared by all connections.
     scratch: Vec<u8>,
     shared: Arc<Shared>,
-    started: Instant,
     /// The time of this turn.
     now: Instant,
-    next_heartbeat: Option<Instant>,
-    next_presence: Instant,
-    next_sweep: Instant,
-    /// Accepting is paused until then (out of file descriptors).
-    accept_resume: Option<Instant>,
     /// Out of file descriptors since this many refused accepts; logged once
     /// when it starts and once when accepting works again.
     accept_starved: u64,
-    /// Shutdown began; everything is closed by then.
-    shutdown_deadline: Option<Instant>,
-    /// Cheap randomness for the busy answer's retry.
-    rng: u64,
-    /// The journal, with `--journal`.
-    journal: Option<Journal>,
-    /// Publishes of this turn waiting for the journal.
-    held: Vec<Held>,
-    /// The host's stream open/close hook.
-    stream_hook: Option<StreamHook>,
-    /// The host's authoriser for subscriptions and publishes.
-    authorizer: Option<Authorizer>,
 }
 
 impl std::fmt::Debug for Server {
@@ -159,14 +114,6 @@ impl std::fmt::Debug for Server {
             .finish_non_exhaustive()
     }
 }
-
-/// Milliseconds since the Unix epoch.
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The accept queue ssehub asks for; the kernel caps it at
 /// `net.core.somaxconn` (4096 on current Linux).
 const LISTEN_BACKLOG: i32 = 4096;
@@ -217,9 +164,25 @@ impl Server {
     /// the kernel's `somaxconn`), as [`Server::bind`] does.
     ///
     /// # Errors
-    /// The poll cannot be created, or the page folder given by
-    /// `config.www` cannot be opened.
+    /// The poll cannot be created, the page folder given by `config.www`
+    /// cannot be opened, or the journal given by `config.journal` cannot be
+    /// opened.
     pub fn from_listener(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
+        // Without a journal, ids continue from the start time, so a browser
+        // resuming after a restart never holds an id ahead of the server's.
+        let first_id = unix_ms() * 1000;
+        let log: Box<dyn EventLog> = match &config.journal {
+            Some(path) => Box::new(JournalLog::open(path, first_id)?),
+            None => Box::new(MemoryLog::new(first_id)),
+        };
+        Server::with_log(listener, config, log)
+    }
+
+    fn with_log(
+        listener: std::net::TcpListener,
+        config: Config,
+        log: Box<dyn EventLog>,
+    ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
         raise_backlog(&listener);
         let mut listener = TcpListener::from_std(listener);
@@ -238,61 +201,19 @@ impl Server {
             open: AtomicBool::new(true),
         });
         let now = Instant::now();
-        // Without a journal, ids continue from the start time, so a browser
-        // resuming after a restart never holds an id ahead of the server's.
-        let first_id = unix_ms() * 1000;
-        let mut hub = Hub::new(config.history, first_id - 1);
-        let journal = match &config.journal {
-            Some(path) => {
-                let (journal, loaded) = Journal::open(path)?;
-                if loaded.last_id > 0 {
-                    // With a journal the sequence continues the journal.
-                    hub = Hub::new(config.history, loaded.last_id);
-                }
-                let restored = loaded.events.len();
-                journal::replay_into(&loaded, &mut hub);
-                info!(
-                    "journal {}: {restored} events restored, ids continue after {}",
-                    path.display(),
-                    hub.last_id()
-                );
-                Some(journal)
-            }
-            None => None,
-        };
-        let heartbeat = config.heartbeat;
         Ok(Server {
             poll,
             events: Events::with_capacity(1024),
             listener,
             listening: true,
-            conns: Vec::new(),
-            free: Vec::new(),
-            hub,
-            statics,
-            metrics: Metrics::default(),
-            streams: 0,
-            open: 0,
-            flush_queue: VecDeque::new(),
-            reply_queue: Vec::new(),
-            doomed: Vec::new(),
+            conns: Conns::default(),
+            timers: Timers::new(now, config.heartbeat),
+            app: App::new(config, statics, log),
             ready: Vec::new(),
             scratch: vec![0; 16 * 1024],
             shared,
-            started: now,
             now,
-            next_heartbeat: (!heartbeat.is_zero()).then(|| now + heartbeat),
-            next_presence: now,
-            next_sweep: now + SWEEP_EVERY,
-            accept_resume: None,
             accept_starved: 0,
-            shutdown_deadline: None,
-            rng: first_id | 1,
-            stream_hook: None,
-            authorizer: None,
-            journal,
-            held: Vec::new(),
-            config,
         })
     }
 
@@ -326,7 +247,7 @@ impl Server {
     /// });
     /// ```
     pub fn on_stream(&mut self, hook: impl FnMut(&StreamNotice) + 'static) {
-        self.stream_hook = Some(Box::new(hook));
+        self.app.stream_hook = Some(Box::new(hook));
     }
 
     /// Lets `authorize` decide on every subscription (`GET /events`) and
@@ -348,23 +269,23 @@ impl Server {
     /// });
     /// ```
     pub fn authorize(&mut self, authorize: impl FnMut(&RequestInfo<'_>) -> Decision + 'static) {
-        self.authorizer = Some(Box::new(authorize));
+        self.app.access.set_authorizer(Box::new(authorize));
     }
 
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.app.config
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         Stats {
-            streams: self.streams,
-            connections: self.open,
-            events_published: self.metrics.events_published,
-            events_delivered: self.metrics.events_delivered,
-            slow_consumers_dropped: self.metrics.slow_consumers_dropped,
-            last_id: self.hub.last_id(),
+            streams: self.conns.streams,
+            connections: self.conns.open,
+            events_published: self.app.metrics.events_published,
+            events_delivered: self.app.metrics.events_delivered,
+            slow_consumers_dropped: self.conns.slow_consumers(),
+            last_id: self.app.hub.last_id(),
         }
     }
 
@@ -381,10 +302,12 @@ impl Server {
 
     /// Whether a shutdown has completed: every connection is gone.
     pub fn is_finished(&self) -> bool {
-        self.shutdown_deadline.is_some() && self.open == 0
+        self.timers.shutting_down() && self.conns.open == 0
     }
 
     /// Publishes from the loop's own thread; returns the new event's id.
+    /// Without a journal it is retained and queued to its streams at once;
+    /// with one, at the next turn's commit.
     ///
     /// # Errors
     /// [`crate::HandleError::InvalidRoom`] or
@@ -402,12 +325,11 @@ impl Server {
             sse::check_event_name(name).map_err(crate::HandleError::InvalidEvent)?;
         }
         let data = sse::normalize_line_ends(data);
-        let event = self
-            .hub
-            .prepare_event(room, event.unwrap_or("message"), &data, unix_ms());
-        let id = event.id;
-        self.publish_or_hold(event, None);
-        Ok(id)
+        let draft = Draft::event(room, event.unwrap_or("message"), &data, unix_ms());
+        let id = self.app.publish(draft);
+        self.settle(false);
+        // Both logs of today know the id at once.
+        Ok(id.unwrap_or_default())
     }
 
     /// Publishes a checked [`Event`](crate::Event) from the loop's own
@@ -426,23 +348,21 @@ impl Server {
     /// Begins a graceful shutdown: no new connections; streams get their
     /// pending bytes (for a bounded time), then everything closes.
     pub fn shutdown(&mut self) {
-        if self.shutdown_deadline.is_some() {
+        if self.timers.shutting_down() {
             return;
         }
-        info!("shutting down: flushing {} streams", self.streams);
+        info!("shutting down: flushing {} streams", self.conns.streams);
         self.shared.close();
-        self.shutdown_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+        self.timers.begin_shutdown(Instant::now() + SHUTDOWN_GRACE);
         if self.listening {
             let _ = self.poll.registry().deregister(&mut self.listener);
             self.listening = false;
         }
-        for token in 0..self.conns.len() {
-            if let Some(conn) = self.conns[token].as_mut() {
-                // Streams keep their state so that reaping unsubscribes
-                // them; every connection closes once its bytes are out.
-                if conn.out.is_empty() {
-                    self.mark_doomed(token, "shutdown");
-                }
+        for token in self.conns.tokens() {
+            // Streams keep their state so that reaping unsubscribes them;
+            // every connection closes once its bytes are out.
+            if self.conns.live(token).is_some_and(|c| c.out.is_empty()) {
+                self.conns.mark_closing(token, Close::Shutdown);
             }
         }
     }
@@ -456,11 +376,8 @@ impl Server {
     /// The poll itself fails.
     pub fn poll_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let wait = self.next_wait();
-        let wait = match (timeout, wait) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match self.poll.poll(&mut self.events, wait) {
+        let wait = timeout.map_or(wait, |t| t.min(wait));
+        match self.poll.poll(&mut self.events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -480,39 +397,28 @@ impl Server {
                 Token(t) => self.conn_ready(t, readable, writable),
             }
         }
+        self.settle(true);
         self.run_timers();
-        self.commit_journal();
-        self.flush_slice();
+        self.flush_all();
+        self.resume();
         self.reap();
         Ok(())
     }
 
     /// How long the poll may sleep: until the nearest timer, or not at all
-    /// while flushes are pending.
-    fn next_wait(&self) -> Option<Duration> {
-        if !self.flush_queue.is_empty() || !self.reply_queue.is_empty() || !self.held.is_empty() {
-            return Some(Duration::ZERO);
+    /// while flushes, resumes or the log's verdicts are pending.
+    fn next_wait(&self) -> Duration {
+        if self.conns.flush_pending() || self.app.log_pending() {
+            return Duration::ZERO;
         }
-        let mut next = self.next_sweep;
-        if let Some(t) = self.next_heartbeat {
-            next = next.min(t);
-        }
-        if self.hub.presence_pending() {
-            next = next.min(self.next_presence);
-        }
-        if let Some(t) = self.accept_resume {
-            next = next.min(t);
-        }
-        if let Some(t) = self.shutdown_deadline {
-            next = next.min(t);
-        }
-        Some(next.saturating_duration_since(Instant::now()))
+        let next = self.timers.next(self.app.hub.presence_pending());
+        next.saturating_duration_since(Instant::now())
     }
 
-    // ----- accepting -------------------------------------------------
+    // ----- accepting and commands -------------------------------------
 
     fn accept_all(&mut self) {
-        if self.accept_resume.is_some() || self.shutdown_deadline.is_some() {
+        if self.timers.accept_paused() || self.timers.shutting_down() {
             return;
         }
         loop {
@@ -526,26 +432,19 @@ impl Server {
                         self.accept_starved = 0;
                     }
                     let _ = socket.set_nodelay(true);
-                    let token = self.free.pop().unwrap_or_else(|| {
-                        self.conns.push(None);
-                        self.conns.len() - 1
-                    });
+                    let token = self.conns.vacant();
                     if let Err(e) =
                         self.poll
                             .registry()
                             .register(&mut socket, Token(token), Interest::READABLE)
                     {
                         warn!("cannot register connection from {peer}: {e}");
-                        self.free.push(token);
+                        self.conns.give_back(token);
                         continue;
                     }
-                    self.conns[token] = Some(Conn::new(
-                        socket,
-                        peer,
-                        self.now + self.config.header_timeout,
-                    ));
-                    self.open += 1;
-                    self.metrics.connections_accepted += 1;
+                    let deadline = self.now + self.app.config.header_timeout;
+                    self.conns.fill(token, Conn::new(socket, peer, deadline));
+                    self.app.metrics.connections_accepted += 1;
                     debug!("{peer} connected (token {token})");
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -558,12 +457,12 @@ impl Server {
                         warn!(
                             "out of file descriptors with {} connections open ({e}); \
                              pausing accept, retrying every {} ms",
-                            self.open,
+                            self.conns.open,
                             ACCEPT_BACKOFF.as_millis()
                         );
                     }
                     self.accept_starved += 1;
-                    self.accept_resume = Some(self.now + ACCEPT_BACKOFF);
+                    self.timers.pause_accept(self.now + ACCEPT_BACKOFF);
                     break;
                 }
                 Err(e) => {
@@ -574,34 +473,25 @@ impl Server {
         }
     }
 
-    // ----- commands from handles ---------------------------------------
-
     fn run_commands(&mut self) {
         for command in self.shared.take() {
             match command {
                 Command::Publish { room, event, data } => {
-                    let event = self.hub.prepare_event(
-                        &room,
-                        event.as_deref().unwrap_or("message"),
-                        &data,
-                        unix_ms(),
-                    );
-                    self.publish_or_hold(event, None);
+                    let name = event.as_deref().unwrap_or("message");
+                    self.app
+                        .publish(Draft::event(&room, name, &data, unix_ms()));
                 }
                 Command::Shutdown => self.shutdown(),
             }
         }
     }
 
-    // ----- readiness of one connection --------------------------------
+    // ----- reading --------------------------------------------------------
 
     fn conn_ready(&mut self, token: usize, readable: bool, writable: bool) {
-        let Some(conn) = self.conns.get(token).and_then(Option::as_ref) else {
-            return; // a connection closed earlier; mio promises nothing else
+        let Some(conn) = self.conns.live(token) else {
+            return; // closed or closing; mio promises nothing else
         };
-        if conn.doomed {
-            return;
-        }
         if writable && conn.wants_write {
             self.flush(token);
         }
@@ -611,42 +501,40 @@ impl Server {
     }
 
     fn read_ready(&mut self, token: usize) {
-        let Some(conn) = self.conns[token].as_mut() else {
+        let Some(conn) = self.conns.live(token) else {
             return;
         };
-        if conn.doomed {
-            return;
-        }
-        match &conn.state {
-            State::Http(_) => self.drive(token),
+        let close = match &conn.state {
+            State::Http(_) => return self.drive(token),
             State::Stream(_) => match conn::drain_reads(&mut conn.socket, STREAM_READ_BUDGET) {
-                Ok(ReadOutcome::WouldBlock) => {}
-                Ok(ReadOutcome::Eof) => self.mark_doomed(token, "client closed"),
-                Ok(_) => self.mark_doomed(token, "client sent data on a stream"),
-                Err(_) => self.mark_doomed(token, "read error"),
+                Ok(ReadOutcome::WouldBlock) => None,
+                Ok(ReadOutcome::Eof) => Some(Close::ClientClosed),
+                Ok(_) => Some(Close::ClientSentData),
+                Err(e) => Some(Close::of_error(&e)),
             },
             // The last answer is still going out; what the client sends now
             // is read (and dropped) once it has gone.
-            State::Closing => {}
+            State::Finishing => None,
             // Each new arrival raises a new edge, so stopping at the budget
             // loses nothing; the linger deadline bounds the whole drain.
             State::Lingering => match conn::drain_reads(&mut conn.socket, LINGER_READ_BUDGET) {
-                Ok(ReadOutcome::WouldBlock) | Ok(ReadOutcome::Data(_)) => {}
-                Ok(ReadOutcome::Eof) | Err(_) => self.mark_doomed(token, "closed"),
+                Ok(ReadOutcome::WouldBlock) | Ok(ReadOutcome::Data(_)) => None,
+                Ok(ReadOutcome::Eof) => Some(Close::ClientClosed),
+                Err(e) => Some(Close::of_error(&e)),
             },
+        };
+        if let Some(reason) = close {
+            self.conns.mark_closing(token, reason);
         }
     }
 
-    /// Reads and answers requests on an ordinary connection until the
-    /// socket would block, the connection changes state, or too many
-    /// answers wait to be written.
+    /// Answers the requests of an ordinary connection, reading until the
+    /// socket would block, the connection changes state, a publish waits
+    /// for the log, or too many answers wait to be written.
     fn drive(&mut self, token: usize) {
-        loop {
-            if !self.process_buffered(token) {
-                return;
-            }
-            let read_limit = self.config.max_head + self.config.max_body + 1024;
-            let Some(conn) = self.conns[token].as_mut() else {
+        let read_limit = self.app.config.max_head + self.app.config.max_body + 1024;
+        while self.answer_buffered(token) {
+            let Some(conn) = self.conns.live(token) else {
                 return;
             };
             let State::Http(http) = &mut conn.state else {
@@ -656,720 +544,247 @@ impl Server {
                 http.read_paused = true;
                 return;
             }
-            let was_empty = http.read_buf.is_empty() && http.body_of.is_none();
-            match conn::read_into(
+            let was_idle = !http.framer.in_request();
+            let read = conn::read_into(
                 &mut conn.socket,
                 &mut self.scratch,
-                &mut http.read_buf,
+                http.framer.buffer(),
                 read_limit,
-            ) {
+            );
+            match read {
+                // The buffer is full and nothing in it could be used.
                 Ok(ReadOutcome::Data(0)) => {
-                    // The buffer is full and nothing in it could be used.
-                    self.fail(token, HttpError::HeadersTooLarge, None);
-                    return;
+                    return self.fail(token, HttpError::HeadersTooLarge, None)
                 }
                 Ok(ReadOutcome::Data(_)) => {
-                    if was_empty {
+                    if was_idle {
                         // The first byte of a request starts its header clock.
-                        conn.deadline = Some(self.now + self.config.header_timeout);
+                        conn.deadline = Some(self.now + self.app.config.header_timeout);
                     }
                 }
                 Ok(ReadOutcome::WouldBlock) => return,
                 Ok(ReadOutcome::Eof) => {
                     // Half-close: answers already queued still go out.
                     if conn.out.is_empty() {
-                        self.mark_doomed(token, "client closed");
+                        self.conns.mark_closing(token, Close::ClientClosed);
                     } else {
-                        conn.state = State::Closing;
+                        conn.state = State::Finishing;
                     }
                     return;
                 }
-                Err(_) => {
-                    self.mark_doomed(token, "read error");
-                    return;
-                }
+                Err(e) => return self.conns.mark_closing(token, Close::of_error(&e)),
             }
         }
     }
 
-    /// Answers every complete request in the read buffer. Returns false
-    /// when the connection stopped being an ordinary one.
-    fn process_buffered(&mut self, token: usize) -> bool {
+    /// Answers every complete request already read. Returns whether the
+    /// connection may read more.
+    fn answer_buffered(&mut self, token: usize) -> bool {
         let limits = Limits {
-            max_head: self.config.max_head,
-            max_body: self.config.max_body,
+            max_head: self.app.config.max_head,
+            max_body: self.app.config.max_body,
         };
         loop {
-            let Some(conn) = self.conns[token].as_mut() else {
+            let load = self.load();
+            let Some(conn) = self.conns.live(token) else {
                 return false;
             };
-            if conn.doomed {
-                return false;
-            }
+            let who = Asker {
+                token,
+                peer: conn.peer,
+            };
             let State::Http(http) = &mut conn.state else {
                 return false;
             };
+            if http.awaiting_log {
+                return false;
+            }
             if conn.out.len() > OUT_HIGH_WATER {
                 return true;
             }
-            if http.awaiting_journal {
-                return false;
+            match http.framer.next(limits) {
+                Step::NeedMore => return true,
+                Step::BodyAwaited { send_continue } => {
+                    conn.deadline = Some(self.now + self.app.config.idle_timeout);
+                    if send_continue {
+                        response::write_continue(conn.out.tail());
+                        self.conns.queue_reply(token);
+                    }
+                }
+                Step::Fail { error, origin } => {
+                    self.fail(token, error, origin.as_deref());
+                    return false;
+                }
+                Step::Request(head, body) => {
+                    let outcome = self.app.request(who, &head, &body, load, conn.out.tail());
+                    self.carry_out(token, outcome);
+                }
             }
-            let (head, body) = if let Some(head) = http.body_of.take() {
-                match head.body {
-                    BodyFraming::Length(n) if http.read_buf.len() >= n => {
-                        let body: Vec<u8> = http.read_buf.drain(..n).collect();
-                        (head, body)
-                    }
-                    BodyFraming::Chunked => {
-                        let decoder = http.chunked.get_or_insert_with(Default::default);
-                        match decoder.feed(&http.read_buf, limits.max_body) {
-                            Ok((used, done)) => {
-                                http.read_buf.drain(..used);
-                                if !done {
-                                    http.body_of = Some(head);
-                                    return true;
-                                }
-                                let body = http
-                                    .chunked
-                                    .take()
-                                    .map(|d| d.into_body())
-                                    .unwrap_or_default();
-                                (head, body)
-                            }
-                            Err(e) => {
-                                let origin = head.origin.clone();
-                                self.fail(token, e, origin.as_deref());
-                                return false;
-                            }
-                        }
-                    }
-                    _ => {
-                        http.body_of = Some(head);
-                        return true;
-                    }
-                }
-            } else {
-                if http.read_buf.is_empty() {
-                    return true;
-                }
-                match parse_head(&http.read_buf, limits) {
-                    Ok(Parsed::Partial) => return true,
-                    Ok(Parsed::Complete(head, used)) => {
-                        http.read_buf.drain(..used);
-                        if head.body == BodyFraming::None {
-                            (head, Vec::new())
-                        } else {
-                            if head.expect_continue {
-                                response::write_continue(conn.out.tail());
-                                self.queue_flush(token);
-                            }
-                            let conn = self.conns[token].as_mut().expect("still open");
-                            conn.deadline = Some(self.now + self.config.idle_timeout);
-                            if let State::Http(http) = &mut conn.state {
-                                http.body_of = Some(head);
-                            }
-                            continue;
-                        }
-                    }
-                    Err(e) => {
-                        // A head refused for its body or Expect is complete:
-                        // its Origin still earns CORS headers on the error.
-                        let origin = request::origin_of(&http.read_buf);
-                        self.fail(token, e, origin.as_deref());
-                        return false;
-                    }
-                }
-            };
-            self.handle_request(token, head, body);
         }
     }
 
-    /// Answers a request that can never be accepted, and closes.
+    /// Answers a request that can never be accepted, and closes after it.
     fn fail(&mut self, token: usize, error: HttpError, origin: Option<&str>) {
-        let response = Response::error(error.status(), error.message());
-        let cors = origin.and_then(|o| self.allowed_origin(o));
-        let framing = Framing {
-            head_only: false,
-            keep_alive: false,
-            minor_version: 1,
-            cors_origin: cors.as_deref(),
-        };
-        self.log_request(token, None, error.status(), "");
-        self.respond(token, &response, framing);
-    }
-
-    // ----- requests ----------------------------------------------------
-
-    fn cors_origin(&self, head: &Head) -> Option<String> {
-        self.allowed_origin(head.origin.as_deref()?)
-    }
-
-    /// The value of `Access-Control-Allow-Origin` for `origin`, if allowed.
-    fn allowed_origin(&self, origin: &str) -> Option<String> {
-        let allowed = &self.config.cors_origins;
-        if allowed.iter().any(|o| o == "*") {
-            Some("*".to_string())
-        } else if allowed.iter().any(|o| o == origin) {
-            Some(origin.to_string())
-        } else {
-            None
-        }
-    }
-
-    fn handle_request(&mut self, token: usize, head: Head, body: Vec<u8>) {
-        let mut action = router::route(&head, &body, self.config.publish_token.as_deref());
-        if let Some(denied) = self.ask_authorizer(token, &head, &action) {
-            action = Action::Reject(denied);
-        }
-        let cors = self.cors_origin(&head);
-        let framing = Framing {
-            head_only: head.method == Method::Head,
-            keep_alive: head.keep_alive && self.shutdown_deadline.is_none(),
-            minor_version: head.minor_version,
-            cors_origin: cors.as_deref(),
-        };
-        let response = match action {
-            Action::Subscribe { rooms, last_id, agent } => {
-                self.open_stream(token, &head, &rooms, last_id, agent, cors.as_deref());
-                return;
-            }
-            Action::Preflight => {
-                self.log_request(token, Some(&head), 204, "");
-                let conn = self.conns[token].as_mut().expect("open");
-                response::write_preflight(framing, conn.out.tail());
-                self.after_response(token, framing.keep_alive, 204);
-                return;
-            }
-            Action::Static => match self.statics.lookup(&head.path) {
-                Lookup::Found { body, content_type } => Response {
-                    status: 200,
-                    content_type,
-                    body: body.into_owned(),
-                    extra_headers: Vec::new(),
-                },
-                Lookup::NotFound => Response::error(404, "not found"),
-                Lookup::BadPath => Response::error(400, "bad path"),
-            },
-            Action::PostMessage { room, user, text } => {
-                let time = unix_ms();
-                let event = self.hub.prepare_message(&room, &user, &text, time);
-                let id = event.id;
-                let created = Response::json(
-                    201,
-                    format!("{{\"id\":{id},\"room\":{},\"time\":{time}}}", json_string(&room)),
-                );
-                match self.publish_or_hold(event, Some((token, &created, framing))) {
-                    true => return self.log_request(token, Some(&head), 201, " (awaiting journal)"),
-                    false => created,
-                }
-            }
-            Action::Publish { room, event, data } => {
-                let event = self.hub.prepare_event(&room, &event, &data, unix_ms());
-                let created = Response::json(201, format!("{{\"id\":{}}}", event.id));
-                match self.publish_or_hold(event, Some((token, &created, framing))) {
-                    true => return self.log_request(token, Some(&head), 201, " (awaiting journal)"),
-                    false => created,
-                }
-            }
-            Action::History { room, after, limit } => {
-                Response::json(200, self.hub.history_json(&room, after, limit))
-            }
-            Action::Rooms => Response::json(200, self.hub.rooms_json()),
-            Action::Health => Response::json(
-                200,
-                format!(
-                    "{{\"status\":\"ok\",\"version\":\"{}\",\"uptime_s\":{},\"streams\":{},\"connections\":{},\"last_id\":{}}}",
-                    env!("CARGO_PKG_VERSION"),
-                    self.started.elapsed().as_secs(),
-                    self.streams,
-                    self.open,
-                    self.hub.last_id()
-                ),
-            ),
-            Action::Metrics => {
-                let (rooms, retained) = self.hub.sizes();
-                let text = self.metrics.render(Gauges {
-                    streams: self.streams,
-                    connections: self.open,
-                    rooms,
-                    retained,
-                    last_id: self.hub.last_id(),
-                    uptime_secs: self.started.elapsed().as_secs(),
-                });
-                Response {
-                    status: 200,
-                    content_type: "text/plain; version=0.0.4; charset=utf-8",
-                    body: text.into_bytes(),
-                    extra_headers: Vec::new(),
-                }
-            }
-            Action::Reject(response) => response,
-        };
-        self.log_request(token, Some(&head), response.status, "");
-        self.respond(token, &response, framing);
-    }
-
-    /// The host's verdict on a subscription or publish, if it refuses.
-    fn ask_authorizer(&mut self, token: usize, head: &Head, action: &Action) -> Option<Response> {
-        let authorize = self.authorizer.as_mut()?;
-        let (kind, rooms) = match action {
-            Action::Subscribe { rooms, .. } => (RequestKind::Subscribe, rooms.clone()),
-            Action::PostMessage { room, .. } => (RequestKind::PostMessage, vec![room.clone()]),
-            Action::Publish { room, .. } => (RequestKind::Publish, vec![room.clone()]),
-            _ => return None,
-        };
-        let peer = self.conns[token].as_ref()?.peer;
-        let info = RequestInfo {
-            kind,
-            path: &head.path,
-            query: &head.query,
-            headers: &head.headers,
-            rooms: &rooms,
-            peer,
-        };
-        match authorize(&info) {
-            Decision::Allow => None,
-            Decision::Deny { status, message } => {
-                let status = if (400..600).contains(&status) {
-                    status
-                } else {
-                    403
-                };
-                Some(Response::error(status, &message))
-            }
-        }
-    }
-
-    fn notify_stream(&mut self, opened: bool, stream: &StreamState, peer: SocketAddr) {
-        if let Some(hook) = self.stream_hook.as_mut() {
-            hook(&StreamNotice {
-                opened,
-                rooms: stream.rooms.iter().map(|r| r.to_string()).collect(),
-                agent: stream.agent,
-                peer,
-            });
-        }
-    }
-
-    /// Appends a response and settles what the connection does next.
-    fn respond(&mut self, token: usize, response: &Response, framing: Framing<'_>) {
-        let Some(conn) = self.conns[token].as_mut() else {
+        let Some(conn) = self.conns.live(token) else {
             return;
         };
-        response::write_response(response, framing, conn.out.tail());
-        self.after_response(token, framing.keep_alive, response.status);
+        let who = Asker {
+            token,
+            peer: conn.peer,
+        };
+        self.app.fail(who, error, origin, conn.out.tail());
+        self.answered(token, false);
     }
 
-    fn after_response(&mut self, token: usize, keep_alive: bool, status: u16) {
-        self.metrics.count_response(status);
-        let Some(conn) = self.conns[token].as_mut() else {
+    /// Moves the connection on after the app's answer.
+    fn carry_out(&mut self, token: usize, outcome: Outcome) {
+        match outcome {
+            Outcome::Answered { keep_alive } => self.answered(token, keep_alive),
+            Outcome::Stream => {
+                let Some(conn) = self.conns.live(token) else {
+                    return;
+                };
+                let replay_allowance = conn.out.len();
+                conn.state = State::Stream(StreamState { replay_allowance });
+                conn.deadline = None;
+                self.conns.streams += 1;
+                self.conns.queue_reply(token);
+            }
+            Outcome::Held => {
+                if let Some(State::Http(http)) = self.conns.live(token).map(|c| &mut c.state) {
+                    http.awaiting_log = true;
+                }
+            }
+        }
+    }
+
+    /// An answer is in the buffer: queue it, and settle what comes next.
+    fn answered(&mut self, token: usize, keep_alive: bool) {
+        let Some(conn) = self.conns.live(token) else {
             return;
         };
         if !keep_alive {
-            conn.state = State::Closing;
+            conn.state = State::Finishing;
         } else if let State::Http(http) = &conn.state {
-            let waiting = !http.read_buf.is_empty();
-            conn.deadline = Some(
-                self.now
-                    + if waiting {
-                        self.config.header_timeout
-                    } else {
-                        self.config.idle_timeout
-                    },
-            );
+            let wait = if http.framer.has_buffered() {
+                self.app.config.header_timeout
+            } else {
+                self.app.config.idle_timeout
+            };
+            conn.deadline = Some(self.now + wait);
         }
-        self.queue_flush(token);
+        self.conns.queue_reply(token);
     }
 
-    fn log_request(&self, token: usize, head: Option<&Head>, status: u16, note: &str) {
-        if !log::log_enabled!(log::Level::Info) {
-            return;
-        }
-        let peer = self.conns[token].as_ref().map(|c| c.peer);
-        let peer = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
-        match head {
-            Some(head) => {
-                let method = match head.method {
-                    Method::Get => "GET",
-                    Method::Head => "HEAD",
-                    Method::Post => "POST",
-                    Method::Options => "OPTIONS",
-                    Method::Other => "-",
-                };
-                let query = if head.query.is_empty() { "" } else { "?" };
-                info!(
-                    "{peer} \"{method} {}{query}{} HTTP/1.{}\" {status}{note}",
-                    head.path, head.query, head.minor_version
-                );
-            }
-            None => info!("{peer} (unparsable request) {status}{note}"),
+    fn load(&self) -> Load {
+        Load {
+            streams: self.conns.streams,
+            connections: self.conns.open,
+            shutting_down: self.timers.shutting_down(),
+            closed: self.conns.closed_counts(),
         }
     }
 
-    fn open_stream(
-        &mut self,
-        token: usize,
-        head: &Head,
-        rooms: &[String],
-        last_id: Option<u64>,
-        agent: bool,
-        cors: Option<&str>,
-    ) {
-        let head_only = head.method == Method::Head;
-        let full = self.streams >= self.config.max_clients;
-        let retry_ms = if full { self.busy_retry_ms() } else { 0 };
-        let rooms: Box<[Rc<str>]> = rooms.iter().map(|r| self.hub.room_name(r)).collect();
-        let Some(conn) = self.conns[token].as_mut() else {
-            return;
-        };
-        let out = conn.out.tail();
-        response::write_stream_head(head.minor_version, cors, out);
-        if head_only {
-            conn.state = State::Closing;
-            self.log_request(token, Some(head), 200, " (head of stream)");
-            self.metrics.count_response(200);
-            self.queue_flush(token);
-            return;
-        }
-        if full {
-            // A browser's EventSource gives up for good on an error status,
-            // so a full house answers 200 with a retry and closes.
-            sse::encode_retry(retry_ms, out);
-            let data = format!("{{\"retry_ms\":{retry_ms}}}");
-            sse::encode_parts(None, Some("busy"), &data, out);
-            conn.state = State::Closing;
-            self.metrics.busy_answers += 1;
-            self.metrics.count_response(200);
-            self.log_request(token, Some(head), 200, " busy (full house)");
-            self.queue_flush(token);
-            return;
-        }
-        sse::encode_retry(STREAM_RETRY_MS, out);
-        let room_list: Vec<String> = rooms.iter().map(|r| json_string(r)).collect();
-        let hello = format!(
-            "{{\"rooms\":[{}],\"role\":\"{}\",\"heartbeat_ms\":{},\"last_id\":{}}}",
-            room_list.join(","),
-            if agent { "agent" } else { "customer" },
-            self.config.heartbeat.as_millis(),
-            self.hub.last_id()
-        );
-        sse::encode_parts(None, Some("hello"), &hello, out);
-        let replayed = self.hub.replay(&rooms, last_id, out);
-        self.metrics.events_delivered += replayed as u64;
-        self.hub.subscribe(token, &rooms, agent);
-        let stream = StreamState {
-            rooms,
-            agent,
-            replay_allowance: conn.out.len(),
-        };
-        if self.stream_hook.is_some() {
-            let peer = conn.peer;
-            self.notify_stream(true, &stream, peer);
-        }
-        let conn = self.conns[token].as_mut().expect("still open");
-        conn.state = State::Stream(stream);
-        conn.deadline = None;
-        self.streams += 1;
-        self.metrics.streams_opened += 1;
-        self.metrics.count_response(200);
-        self.log_request(token, Some(head), 200, " stream");
-        self.queue_flush(token);
-    }
+    // ----- the log's verdicts and broadcasting --------------------------
 
-    fn busy_retry_ms(&mut self) -> u64 {
-        // xorshift64: randomised so that a crowd does not come back at once.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        2000 + self.rng % 3000
-    }
-
-    // ----- publishing -----------------------------------------------------
-
-    /// Delivers a prepared event now, or, with a journal, holds it (and the
-    /// answer to its publisher) until the turn's one `fsync` has made it
-    /// durable. Returns true when held.
-    fn publish_or_hold(
-        &mut self,
-        event: Retained,
-        reply: Option<(usize, &Response, Framing<'_>)>,
-    ) -> bool {
-        let Some(journal) = self.journal.as_mut() else {
-            let published = self.hub.commit(event);
-            self.deliver(published);
-            return false;
-        };
-        journal.append(&event.json);
-        let reply = reply.map(|(token, response, framing)| {
-            if let Some(State::Http(http)) = self.conns[token].as_mut().map(|c| &mut c.state) {
-                // Later pipelined requests wait, so answers stay in order.
-                http.awaiting_journal = true;
-            }
-            HeldReply {
-                token,
-                response: response.clone(),
-                keep_alive: framing.keep_alive,
-                minor_version: framing.minor_version,
-                cors_origin: framing.cors_origin.map(str::to_string),
-            }
-        });
-        self.held.push(Held { event, reply });
-        true
-    }
-
-    /// Writes the turn's journal lines with one `fsync`, then delivers the
-    /// held events and answers their publishers (503 if the write failed).
-    fn commit_journal(&mut self) {
-        if self.held.is_empty() {
-            return;
-        }
-        let Some(journal) = self.journal.as_mut() else {
-            return;
-        };
-        let result = journal.commit();
-        if let Err(e) = &result {
-            error!(
-                "journal write failed, {} publishes refused with 503: {e}",
-                self.held.len()
-            );
-        }
-        for held in std::mem::take(&mut self.held) {
-            let response = match &result {
-                Ok(()) => {
-                    let published = self.hub.commit(held.event);
-                    self.deliver(published);
-                    None
+    /// Takes the log's verdicts (after one flush when `flush`): committed
+    /// events go to every subscriber of their room, held answers are
+    /// appended and their connections resume after this turn's flush.
+    fn settle(&mut self, flush: bool) {
+        let mut released = Vec::new();
+        self.app.settle(flush, &mut released);
+        let cap = self.app.config.stream_buffer;
+        let mut delivered = 0;
+        for event in self.app.take_committed() {
+            for &token in self.app.hub.subscribers(&event.room) {
+                if self.conns.append(token, &event.frame, cap) {
+                    delivered += 1;
                 }
-                Err(_) => Some(Response::error(
-                    503,
-                    "could not write the journal; try again",
-                )),
-            };
-            let Some(reply) = held.reply else {
-                continue;
-            };
-            let Some(conn) = self.conns[reply.token].as_mut() else {
+            }
+        }
+        self.app.metrics.events_delivered += delivered;
+        for answer in released {
+            let Some(conn) = self.conns.live(answer.token) else {
                 continue;
             };
             if let State::Http(http) = &mut conn.state {
-                http.awaiting_journal = false;
+                http.awaiting_log = false;
             }
-            if conn.doomed {
-                continue;
-            }
-            let framing = Framing {
-                head_only: false,
-                keep_alive: reply.keep_alive,
-                minor_version: reply.minor_version,
-                cors_origin: reply.cors_origin.as_deref(),
-            };
-            self.respond(
-                reply.token,
-                response.as_ref().unwrap_or(&reply.response),
-                framing,
-            );
-            // Requests that arrived meanwhile are answered now.
-            self.drive(reply.token);
-        }
-        if result.is_ok() {
-            self.compact_journal();
+            conn.out.push(&answer.bytes);
+            self.answered(answer.token, answer.keep_alive);
+            // Requests that arrived meanwhile are answered after the flush.
+            self.conns.resume_later(answer.token);
         }
     }
 
-    fn compact_journal(&mut self) {
-        let Some(journal) = self.journal.as_mut() else {
-            return;
-        };
-        let (_, retained) = self.hub.sizes();
-        if !journal.needs_compaction(retained) {
-            return;
-        }
-        let events = self.hub.all_retained();
-        let dropped = self.hub.dropped_marks();
-        if let Err(e) = journal.compact(
-            self.hub.last_id(),
-            &dropped,
-            events.iter().map(|e| &*e.json),
-        ) {
-            error!("journal compaction failed (appending goes on): {e}");
-        }
-    }
-
-    // ----- broadcasting -------------------------------------------------
-
-    /// Appends a published event to every subscriber of its room; returns its id.
-    fn deliver(&mut self, published: Published) -> u64 {
-        let event = published.event;
-        self.metrics.events_published += 1;
-        let subscribers = self.hub.subscribers(&event.room);
-        let cap = self.config.stream_buffer;
-        for &token in subscribers {
-            if let Some(conn) = self.conns[token].as_mut() {
-                append(
-                    conn,
-                    token,
-                    &event.frame,
-                    cap,
-                    &mut self.flush_queue,
-                    &mut self.doomed,
-                    &mut self.metrics,
-                );
-            }
-        }
-        self.metrics.events_delivered += subscribers.len() as u64;
-        event.id
-    }
-
-    // ----- timers --------------------------------------------------------
+    // ----- timers -----------------------------------------------------------
 
     fn run_timers(&mut self) {
-        let now = self.now;
-        if let Some(due) = self.next_heartbeat {
-            if now >= due {
-                self.heartbeat();
-                // Skip missed beats rather than sending a burst after a stall.
-                let period = self.config.heartbeat;
-                let mut next = due + period;
-                if next <= now {
-                    next = now + period;
+        let due = self.timers.due(self.now, self.app.hub.presence_pending());
+        let cap = self.app.config.stream_buffer;
+        if due.heartbeat && self.conns.streams > 0 {
+            let frame = self.app.heartbeat_frame();
+            let sent = self.conns.append_to_streams(&frame, cap);
+            self.app.metrics.heartbeats_sent += sent as u64;
+        }
+        if due.presence {
+            for (room, frame) in self.app.hub.take_presence() {
+                for &token in self.app.hub.subscribers(&room) {
+                    self.conns.append(token, &frame, cap);
                 }
-                self.next_heartbeat = Some(next);
             }
         }
-        if now >= self.next_presence && self.hub.presence_pending() {
-            self.presence();
-            let period = if self.config.heartbeat.is_zero() {
-                Duration::from_secs(1)
-            } else {
-                self.config.heartbeat
-            };
-            self.next_presence = now + period;
-        }
-        if now >= self.next_sweep {
+        if due.sweep {
             self.sweep();
-            self.next_sweep = now + SWEEP_EVERY;
         }
-        if self.accept_resume.is_some_and(|t| now >= t) {
-            self.accept_resume = None;
+        if due.accept {
             self.accept_all();
         }
-        if self.shutdown_deadline.is_some_and(|t| now >= t) {
-            for token in 0..self.conns.len() {
-                if self.conns[token].is_some() {
-                    self.mark_doomed(token, "shutdown deadline");
-                }
+        if due.shutdown {
+            for token in self.conns.tokens() {
+                self.conns.mark_closing(token, Close::Shutdown);
             }
         }
     }
 
-    fn heartbeat(&mut self) {
-        if self.streams == 0 {
-            return;
-        }
-        let mut frame = Vec::with_capacity(48);
-        sse::encode_parts(
-            None,
-            Some("heartbeat"),
-            &format!("{{\"time\":{}}}", unix_ms()),
-            &mut frame,
-        );
-        let cap = self.config.stream_buffer;
-        for (token, slot) in self.conns.iter_mut().enumerate() {
-            if let Some(conn) = slot {
-                if conn.is_stream() && !conn.doomed {
-                    append(
-                        conn,
-                        token,
-                        &frame,
-                        cap,
-                        &mut self.flush_queue,
-                        &mut self.doomed,
-                        &mut self.metrics,
-                    );
-                    self.metrics.heartbeats_sent += 1;
-                }
-            }
-        }
-    }
-
-    fn presence(&mut self) {
-        let cap = self.config.stream_buffer;
-        for (room, frame) in self.hub.take_presence() {
-            for &token in self.hub.subscribers(&room) {
-                if let Some(conn) = self.conns[token].as_mut() {
-                    append(
-                        conn,
-                        token,
-                        &frame,
-                        cap,
-                        &mut self.flush_queue,
-                        &mut self.doomed,
-                        &mut self.metrics,
-                    );
-                }
-            }
-        }
-    }
-
-    /// Closes connections whose header, idle or linger time ran out.
+    /// Closes connections whose header, idle or linger time ran out; one
+    /// whose request had begun is answered 408 first.
     fn sweep(&mut self) {
         let now = self.now;
-        for token in 0..self.conns.len() {
-            let Some(conn) = self.conns[token].as_ref() else {
+        for token in self.conns.tokens() {
+            let Some(conn) = self.conns.live(token) else {
                 continue;
             };
-            if conn.doomed || conn.deadline.is_none_or(|d| now < d) {
+            if conn.deadline.is_none_or(|d| now < d) {
                 continue;
             }
-            let request_started = match &conn.state {
-                State::Http(http) => !http.read_buf.is_empty() || http.body_of.is_some(),
-                _ => false,
+            let in_request = matches!(&conn.state, State::Http(http) if http.framer.in_request());
+            if !in_request {
+                self.conns.mark_closing(token, Close::TimedOut);
+                continue;
+            }
+            let who = Asker {
+                token,
+                peer: conn.peer,
             };
-            if request_started {
-                debug!("{} request timed out", conn.peer);
-                let response = Response::error(408, "request timed out");
-                let framing = Framing {
-                    head_only: false,
-                    keep_alive: false,
-                    minor_version: 1,
-                    cors_origin: None,
-                };
-                self.respond(token, &response, framing);
-                // It had its chance; do not linger on it.
-                if let Some(conn) = self.conns[token].as_mut() {
-                    conn.deadline = Some(now + LINGER);
-                }
-            } else {
-                self.mark_doomed(token, "timed out");
+            self.app.time_out(who, conn.out.tail());
+            self.answered(token, false);
+            // It had its chance; do not linger on it.
+            if let Some(conn) = self.conns.live(token) {
+                conn.deadline = Some(now + LINGER);
             }
         }
     }
 
-    // ----- writing and closing --------------------------------------------
-
-    fn queue_flush(&mut self, token: usize) {
-        if let Some(conn) = self.conns[token].as_mut() {
-            if !conn.queued && !conn.wants_write {
-                conn.queued = true;
-                self.reply_queue.push(token);
-            }
-        }
-    }
+    // ----- writing, resuming, closing -----------------------------------
 
     /// Flushes every waiting answer, then a slice of the streams.
-    fn flush_slice(&mut self) {
-        let mut replies = std::mem::take(&mut self.reply_queue);
-        for &token in &replies {
+    fn flush_all(&mut self) {
+        for token in self.conns.take_replies() {
             self.flush_queued(token);
         }
-        replies.clear();
-        // Flushing an answer may have produced new ones (pipelined
-        // requests resumed); keep them for the next turn.
-        replies.append(&mut self.reply_queue);
-        self.reply_queue = replies;
         for _ in 0..FLUSH_SLICE {
-            let Some(token) = self.flush_queue.pop_front() else {
+            let Some(token) = self.conns.next_stream_due() else {
                 break;
             };
             self.flush_queued(token);
@@ -1377,102 +792,99 @@ impl Server {
     }
 
     fn flush_queued(&mut self, token: usize) {
-        let Some(conn) = self.conns[token].as_mut() else {
+        let Some(conn) = self.conns.live(token) else {
             return;
         };
-        if !conn.queued {
-            return;
+        if conn.queued {
+            conn.queued = false;
+            self.flush(token);
         }
-        conn.queued = false;
-        self.flush(token);
     }
 
-    /// Writes what the socket takes; asks for `WRITABLE` only while bytes remain.
+    /// Writes what the socket takes; asks for `WRITABLE` only while bytes
+    /// remain. Never reads: a connection that may read again goes on the
+    /// resume list.
     fn flush(&mut self, token: usize) {
-        let Some(conn) = self.conns[token].as_mut() else {
+        let Some(conn) = self.conns.live(token) else {
             return;
         };
-        if conn.doomed {
-            return;
-        }
         let flushed = match conn.out.write_to(&mut conn.socket) {
             Ok(flushed) => flushed,
-            Err(_) => {
-                self.mark_doomed(token, "write error");
-                return;
-            }
+            Err(e) => return self.conns.mark_closing(token, Close::of_error(&e)),
         };
-        self.metrics.bytes_written += flushed.written as u64;
-        if !flushed.drained {
-            if !conn.wants_write {
-                conn.wants_write = true;
-                let _ = self.poll.registry().reregister(
-                    &mut conn.socket,
-                    Token(token),
-                    Interest::READABLE | Interest::WRITABLE,
-                );
-            }
-            return;
-        }
-        if conn.wants_write {
-            conn.wants_write = false;
-            let _ =
+        self.app.metrics.bytes_written += flushed.written as u64;
+        if conn.wants_write == flushed.drained {
+            // The interest must change: WRITABLE while bytes remain, not after.
+            let interest = if flushed.drained {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if let Err(e) =
                 self.poll
                     .registry()
-                    .reregister(&mut conn.socket, Token(token), Interest::READABLE);
+                    .reregister(&mut conn.socket, Token(token), interest)
+            {
+                warn!(
+                    "{}: cannot change its poll interest ({e}); closing it",
+                    conn.peer
+                );
+                return self.conns.mark_closing(token, Close::IoError);
+            }
+            conn.wants_write = !flushed.drained;
+        }
+        if !flushed.drained {
+            return;
         }
         if let State::Stream(stream) = &mut conn.state {
             stream.replay_allowance = 0;
         }
-        if self.shutdown_deadline.is_some() {
-            self.mark_doomed(token, "shutdown");
-            return;
+        if self.timers.shutting_down() {
+            return self.conns.mark_closing(token, Close::Shutdown);
         }
         match &mut conn.state {
-            State::Closing => {
+            State::Finishing => {
                 // Shut our side, then drain theirs briefly, so the client
                 // reads the answer instead of a reset.
                 let _ = conn.socket.shutdown(Shutdown::Write);
                 conn.state = State::Lingering;
                 conn.deadline = Some(self.now + LINGER);
-                self.read_ready(token);
+                self.conns.resume_later(token);
             }
             State::Http(http) if http.read_paused => {
                 http.read_paused = false;
-                self.drive(token);
+                self.conns.resume_later(token);
             }
             _ => {}
         }
     }
 
-    fn mark_doomed(&mut self, token: usize, reason: &str) {
-        if let Some(conn) = self.conns[token].as_mut() {
-            if !conn.doomed {
-                conn.doomed = true;
-                debug!("{} closing: {reason}", conn.peer);
-                self.doomed.push(token);
-            }
+    /// Reads again on the connections that waited for the flush or the log.
+    fn resume(&mut self) {
+        for token in self.conns.take_resume() {
+            self.read_ready(token);
         }
     }
 
-    /// Drops the connections marked this turn, in one place, so no token is
-    /// reused while events for it may still be in the batch.
+    /// Drops the connections marked this turn, in one place, after every
+    /// event of the turn was handled, so no token is reused too early.
     fn reap(&mut self) {
-        while let Some(token) = self.doomed.pop() {
-            let Some(conn) = self.conns[token].take() else {
-                continue;
+        while let Some((token, conn)) = self.conns.take_closing() {
+            let who = Asker {
+                token,
+                peer: conn.peer,
             };
-            if let State::Stream(stream) = &conn.state {
-                self.hub.unsubscribe(token, &stream.rooms, stream.agent);
-                self.streams -= 1;
-                self.notify_stream(false, stream, conn.peer);
+            match &conn.state {
+                State::Stream(_) => {
+                    self.conns.streams -= 1;
+                    self.app.stream_closed(who);
+                }
+                State::Http(http) if http.awaiting_log => self.app.forget_held(token),
+                _ => {}
             }
             // No deregister: closing the socket (dropping `conn`) takes it
-            // out of the epoll set, and this turn's events are all handled,
-            // so the token is free to reuse. It saves a syscall per close.
+            // out of the epoll set. It saves a syscall per close.
             drop(conn);
-            self.open -= 1;
-            self.free.push(token);
         }
     }
 }
@@ -1480,42 +892,6 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shared.close();
-    }
-}
-
-/// Appends a frame to one stream's buffer and queues it for the flush; a
-/// stream over its cap is doomed as a slow consumer.
-fn append(
-    conn: &mut Conn,
-    token: usize,
-    frame: &[u8],
-    cap: usize,
-    flush_queue: &mut VecDeque<usize>,
-    doomed: &mut Vec<usize>,
-    metrics: &mut Metrics,
-) {
-    if conn.doomed {
-        return;
-    }
-    conn.out.push(frame);
-    let allowance = match &conn.state {
-        State::Stream(stream) => stream.replay_allowance,
-        _ => 0,
-    };
-    if conn.out.len() > cap + allowance {
-        conn.doomed = true;
-        metrics.slow_consumers_dropped += 1;
-        info!(
-            "{} cut as a slow consumer ({} bytes waiting)",
-            conn.peer,
-            conn.out.len()
-        );
-        doomed.push(token);
-        return;
-    }
-    if !conn.queued && !conn.wants_write {
-        conn.queued = true;
-        flush_queue.push_back(token);
     }
 }
 
@@ -1580,9 +956,11 @@ mod tests {
             ..Config::default()
         };
         let (tx, rx) = mpsc::channel();
+        let journal_path = path.clone();
         let thread = std::thread::spawn(move || {
-            let mut server = Server::from_listener(listener, config).unwrap();
-            server.journal.as_mut().unwrap().fail_next_commit();
+            let mut log = JournalLog::open(&journal_path, 1).unwrap();
+            log.fail_next_commit();
+            let mut server = Server::with_log(listener, config, Box::new(log)).unwrap();
             tx.send(server.handle()).unwrap();
             server.run().unwrap();
         });

@@ -29,28 +29,20 @@
 //! reported and cut off; an unreadable line elsewhere is reported and
 //! skipped. Neither stops the server.
 //!
-//! # Examples
-//! ```text
-//! use ssehub::journal::{self, Journal};
-//!
-//! let (mut journal, loaded) = Journal::open("chat.jsonl".as_ref())?;
-//! let mut hub = ssehub::hub::Hub::new(100, loaded.last_id);
-//! journal::replay_into(&loaded, &mut hub);
-//! let published = hub.publish_message("lobby", "ann", "hi", 0);
-//! journal.append(&published.event.json);
-//! journal.commit()?; // only now may its 201 go out
-//! # Ok::<(), std::io::Error>(())
-//! ```
+//! The server reaches it only through [`JournalLog`], the journal's side
+//! of the event-log seam: `append` queues a line, `flush` writes the turn's
+//! lines and syncs once, and only then are the events reported committed.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use log::{info, warn};
+use log::{error, info, warn};
 use serde_json::{Map, Value};
 
-use crate::hub::{self, Hub};
+use super::{Appended, Draft, EventLog, Settled};
+use crate::hub::{self, Hub, Retained};
 use crate::sse;
 
 /// Below this many lines a journal is never compacted: rewriting a small
@@ -103,13 +95,6 @@ impl Record {
             Record::Message { id, .. } | Record::Event { id, .. } => *id,
         }
     }
-
-    /// The event's room.
-    pub fn room(&self) -> &str {
-        match self {
-            Record::Message { room, .. } | Record::Event { room, .. } => room,
-        }
-    }
 }
 
 /// What [`Journal::open`] read back.
@@ -130,47 +115,164 @@ pub struct Loaded {
     pub bad_lines: usize,
 }
 
-/// Puts the journal's events back into `hub`: histories refilled with
-/// frames and items byte-identical to those of the live publishes, and the
-/// sequence moved above `loaded.last_id`.
-///
-/// Call it once, on a fresh hub, before anything is published.
-pub fn replay_into(loaded: &Loaded, hub: &mut Hub) {
-    // Encoding through the hub's own publish functions keeps one definition
-    // of the wire format; the scratch hub retains nothing.
-    let mut scratch = Hub::new(0, 0);
-    for record in &loaded.events {
-        // Ids are sorted, unique and above 0, so this never moves back.
-        scratch.advance_to(record.id() - 1);
-        let published = match record {
+impl Record {
+    /// The record as a draft, to be encoded with its own id: replayed
+    /// events are byte-identical to the live ones.
+    fn to_draft(&self) -> Draft {
+        match self {
             Record::Message {
                 room,
                 user,
                 text,
                 time,
                 ..
-            } => scratch.publish_message(room, user, text, *time),
+            } => Draft::message(room, user, text, *time),
             Record::Event {
                 room,
                 event,
                 data,
                 time,
                 ..
-            } => scratch.publish_event(room, event, data, *time),
-        };
-        let event = published.event;
-        debug_assert_eq!(event.id, record.id());
-        hub.restore(
-            event.id,
-            record.room(),
-            event.frame.to_vec(),
-            event.json.to_string(),
-        );
+            } => Draft::event(room, event, data, *time),
+        }
+    }
+}
+
+/// Puts the journal's events back into `hub`: histories refilled with
+/// frames and items byte-identical to those of the live publishes, and the
+/// sequence moved above `loaded.last_id`.
+///
+/// Call it once, on a fresh hub, before anything is published.
+pub fn replay_into(loaded: &Loaded, hub: &mut Hub) {
+    for record in &loaded.events {
+        hub.commit(record.to_draft().encode(record.id()));
     }
     for (room, id) in &loaded.dropped {
         hub.mark_dropped(room, *id);
     }
     hub.advance_to(loaded.last_id);
+}
+
+/// The [`EventLog`] over a journal file: ids continue the file's, and a
+/// turn's appends are committed by one write and one sync.
+#[derive(Debug)]
+pub struct JournalLog {
+    journal: Journal,
+    /// What the file held at start, until [`EventLog::load`] takes it.
+    loaded: Option<Loaded>,
+    /// The newest id issued (refused ones included: never reused).
+    last_id: u64,
+    /// Appended since the last flush, encoded, in id order.
+    pending: Vec<Retained>,
+    /// Reports not yet taken.
+    settled: Vec<Settled>,
+}
+
+impl JournalLog {
+    /// Opens (or creates) the journal at `path` and reads it back; ids
+    /// continue above the file's highest, or from `first_id` for a new or
+    /// empty file.
+    ///
+    /// # Errors
+    /// As [`Journal::open`].
+    pub fn open(path: &Path, first_id: u64) -> io::Result<JournalLog> {
+        let (journal, loaded) = Journal::open(path)?;
+        let last_id = if loaded.last_id > 0 {
+            loaded.last_id
+        } else {
+            first_id.saturating_sub(1)
+        };
+        info!(
+            "journal {}: {} events restored, ids continue after {last_id}",
+            path.display(),
+            loaded.events.len(),
+        );
+        Ok(JournalLog {
+            journal,
+            loaded: Some(loaded),
+            last_id,
+            pending: Vec::new(),
+            settled: Vec::new(),
+        })
+    }
+
+    /// Makes the next flush fail as on a full disk (tests of the 503 path).
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) fn fail_next_commit(&mut self) {
+        self.journal.fail_next_commit();
+    }
+}
+
+impl EventLog for JournalLog {
+    fn append(&mut self, draft: Draft) -> Appended {
+        self.last_id += 1;
+        let event = draft.encode(self.last_id);
+        self.journal.append(&event.json);
+        self.pending.push(event);
+        Appended {
+            ticket: self.last_id,
+            id: Some(self.last_id),
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let result = self.journal.commit();
+        if let Err(e) = &result {
+            error!(
+                "journal write failed, {} publishes refused with 503: {e}",
+                self.pending.len()
+            );
+        }
+        for event in self.pending.drain(..) {
+            self.settled.push(match result {
+                Ok(()) => Settled::Committed {
+                    ticket: Some(event.id),
+                    event,
+                },
+                Err(_) => Settled::Refused {
+                    ticket: event.id,
+                    reason: "could not write the journal; try again",
+                },
+            });
+        }
+    }
+
+    fn settled(&mut self, out: &mut Vec<Settled>) {
+        out.append(&mut self.settled);
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || !self.settled.is_empty()
+    }
+
+    fn last_id(&self) -> u64 {
+        self.last_id
+    }
+
+    fn load(&mut self, hub: &mut Hub) {
+        if let Some(loaded) = self.loaded.take() {
+            replay_into(&loaded, hub);
+        }
+    }
+
+    fn compact(&mut self, hub: &Hub) {
+        let (_, retained) = hub.sizes();
+        if !self.journal.needs_compaction(retained) {
+            return;
+        }
+        let events = hub.all_retained();
+        let dropped = hub.dropped_marks();
+        if let Err(e) = self.journal.compact(
+            hub.last_id().max(self.last_id),
+            &dropped,
+            events.iter().map(|e| &*e.json),
+        ) {
+            error!("journal compaction failed (appending goes on): {e}");
+        }
+    }
 }
 
 /// The open journal file.
@@ -759,7 +861,7 @@ mod tests {
     fn publish(hub: &mut Hub, journal: &mut Journal, room: &str, count: usize, batch: usize) {
         for n in 0..count {
             let published = hub.publish_message(room, "u", &n.to_string(), n as u64);
-            journal.append(&published.event.json);
+            journal.append(&published.json);
             if (n + 1) % batch == 0 {
                 journal.commit().unwrap();
             }
@@ -784,9 +886,9 @@ mod tests {
         for (n, text) in awkward.iter().enumerate() {
             let time = 1_700_000_000_000 + n as u64;
             let message = live.publish_message("a", "ann \"x\"\n", text, time);
-            journal.append(&message.event.json);
+            journal.append(&message.json);
             let event = live.publish_event(["a", "b.c-d_9"][n % 2], "reading", text, time);
-            journal.append(&event.event.json);
+            journal.append(&event.json);
         }
         journal.commit().unwrap();
         drop(journal);
@@ -833,8 +935,8 @@ mod tests {
         }
         assert_eq!(restored.last_id(), live.last_id());
         assert_eq!(
-            restored.publish_event("a", "e", "x", 0).event.id,
-            live.publish_event("a", "e", "x", 0).event.id
+            restored.publish_event("a", "e", "x", 0).id,
+            live.publish_event("a", "e", "x", 0).id
         );
     }
 
@@ -946,7 +1048,7 @@ mod tests {
         let mut hub = Hub::new(10, 0);
         replay_into(&loaded, &mut hub);
         assert_eq!(hub.last_id(), 500);
-        assert_eq!(hub.publish_event("a", "e", "z", 0).event.id, 501);
+        assert_eq!(hub.publish_event("a", "e", "z", 0).id, 501);
         assert_eq!(hub.all_retained().len(), 3);
     }
 

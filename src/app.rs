@@ -1,0 +1,502 @@
+//! The application: a request and who asks for it in, an [`Outcome`] out —
+//! an answer written, a stream opened, or a publish held for the event log.
+//! It owns the hub, the log, the access rules, the page's files, the
+//! metrics and the request log; it never sees a socket. What it commits is
+//! handed to the server as broadcasts ([`App::take_committed`]): the server
+//! is the one place where the hub's recipients meet connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use log::info;
+
+use crate::access::Access;
+use crate::config::Config;
+use crate::conn::Close;
+use crate::hooks::{StreamHook, StreamNotice};
+use crate::hub::{Hub, Retained};
+use crate::log::{Draft, EventLog, Settled};
+use crate::metrics::{Gauges, Metrics};
+use crate::request::{Head, HttpError, Method};
+use crate::response::{self, Framing, Response};
+use crate::router::{self, Action};
+use crate::sse;
+use crate::static_files::{Lookup, StaticFiles};
+
+/// `retry:` sent first on every stream, in milliseconds.
+const STREAM_RETRY_MS: u64 = 2000;
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Who is asking: the connection's token (a plain number) and address.
+#[derive(Debug, Clone, Copy)]
+pub struct Asker {
+    /// The connection's token, the hub's subscriber id if it subscribes.
+    pub token: usize,
+    /// The client's address.
+    pub peer: SocketAddr,
+}
+
+/// The server's state that answers depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Open event streams.
+    pub streams: usize,
+    /// Open connections.
+    pub connections: usize,
+    /// A shutdown has begun: answers close their connections.
+    pub shutting_down: bool,
+    /// Connections closed since start, per [`Close::ALL`] reason.
+    pub closed: [u64; Close::ALL.len()],
+}
+
+/// What became of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An answer was written; the connection stays open if `keep_alive`.
+    Answered {
+        /// Read the next request after it.
+        keep_alive: bool,
+    },
+    /// The connection is now an event stream (preamble and replay written).
+    Stream,
+    /// A publish waits for the event log; its answer comes with
+    /// [`App::settle`], and later requests on the connection wait for it.
+    Held,
+}
+
+/// An answer released by the log's verdict on a held publish.
+#[derive(Debug)]
+pub struct Released {
+    /// The connection it is owed to.
+    pub token: usize,
+    /// The response, as bytes.
+    pub bytes: Vec<u8>,
+    /// Read the next request after it.
+    pub keep_alive: bool,
+}
+
+/// The `201` a held publish is owed, and how to frame it.
+#[derive(Debug)]
+struct HeldReply {
+    token: usize,
+    /// `Some((room, time))` for a chat message, whose answer names them.
+    message: Option<(String, u64)>,
+    keep_alive: bool,
+    minor_version: u8,
+    cors_origin: Option<String>,
+    /// The request line for the log (empty when info logging is off).
+    logged_as: String,
+}
+
+/// Everything a server answers with; see the module docs.
+pub struct App {
+    /// The configuration.
+    pub config: Config,
+    /// Rooms, subscribers, history, presence.
+    pub hub: Hub,
+    /// Where published events are stored.
+    log: Box<dyn EventLog>,
+    /// Who may do what.
+    pub access: Access,
+    /// The page.
+    statics: StaticFiles,
+    /// The counters.
+    pub metrics: Metrics,
+    /// The host's stream open/close hook.
+    pub stream_hook: Option<StreamHook>,
+    /// Answers owed to publishers, by the log's ticket.
+    held: HashMap<u64, HeldReply>,
+    /// Events committed since the last [`take_committed`](Self::take_committed).
+    committed: Vec<Retained>,
+    /// When the server started.
+    started: Instant,
+    /// Cheap randomness for the busy answer's retry.
+    rng: u64,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("hub", &self.hub)
+            .field("held", &self.held.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// An app over `log` (its content loaded into a fresh hub).
+    pub fn new(config: Config, statics: StaticFiles, mut log: Box<dyn EventLog>) -> App {
+        let mut hub = Hub::new(config.history, log.last_id());
+        log.load(&mut hub);
+        App {
+            access: Access::new(&config),
+            hub,
+            log,
+            statics,
+            metrics: Metrics::default(),
+            stream_hook: None,
+            held: HashMap::new(),
+            committed: Vec::new(),
+            started: Instant::now(),
+            rng: unix_ms() | 1,
+            config,
+        }
+    }
+
+    /// Answers one request from `who`, writing to `out`.
+    pub fn request(
+        &mut self,
+        who: Asker,
+        head: &Head,
+        body: &[u8],
+        load: Load,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let mut action = match self.access.gate(head) {
+            Ok(()) => router::route(head, body),
+            Err(refused) => Action::Reject(refused),
+        };
+        if let Some(refused) = self.access.ask_host(head, &action, who.peer) {
+            action = Action::Reject(refused);
+        }
+        let cors = self.access.cors_origin(head.origin.as_deref());
+        let framing = Framing {
+            head_only: head.method == Method::Head,
+            keep_alive: head.keep_alive && !load.shutting_down,
+            minor_version: head.minor_version,
+            cors_origin: cors.as_deref(),
+        };
+        let response = match action {
+            Action::Subscribe {
+                rooms,
+                last_id,
+                agent,
+            } => return self.open_stream(who, head, &rooms, last_id, agent, framing, load, out),
+            Action::Preflight => {
+                self.log_request(who, Some(head), 204, "");
+                response::write_preflight(framing, out);
+                self.metrics.count_response(204);
+                return Outcome::Answered {
+                    keep_alive: framing.keep_alive,
+                };
+            }
+            Action::PostMessage { room, user, text } => {
+                let time = unix_ms();
+                let draft = Draft::message(&room, &user, &text, time);
+                return self.hold(who, head, draft, Some((room, time)), framing);
+            }
+            Action::Publish { room, event, data } => {
+                let draft = Draft::event(&room, &event, &data, unix_ms());
+                return self.hold(who, head, draft, None, framing);
+            }
+            Action::Static => match self.statics.lookup(&head.path) {
+                Lookup::Found { body, content_type } => Response {
+                    status: 200,
+                    content_type,
+                    body: body.into_owned(),
+                    extra_headers: Vec::new(),
+                },
+                Lookup::NotFound => Response::error(404, "not found"),
+                Lookup::BadPath => Response::error(400, "bad path"),
+            },
+            Action::History { room, after, limit } => {
+                Response::json(200, self.hub.history_json(&room, after, limit))
+            }
+            Action::Rooms => Response::json(200, self.hub.rooms_json()),
+            Action::Health => Response::json(
+                200,
+                response::health_json(
+                    self.started.elapsed().as_secs(),
+                    load.streams,
+                    load.connections,
+                    self.hub.last_id(),
+                ),
+            ),
+            Action::Metrics => Response::prometheus(self.render_metrics(load)),
+            Action::Reject(response) => response,
+        };
+        self.log_request(who, Some(head), response.status, "");
+        self.answer(&response, framing, out)
+    }
+
+    /// Answers a request that can never be accepted (the connection closes).
+    pub fn fail(&mut self, who: Asker, error: HttpError, origin: Option<&str>, out: &mut Vec<u8>) {
+        let cors = self.access.cors_origin(origin);
+        let framing = Framing {
+            head_only: false,
+            keep_alive: false,
+            minor_version: 1,
+            cors_origin: cors.as_deref(),
+        };
+        self.log_request(who, None, error.status(), "");
+        self.answer(
+            &Response::error(error.status(), error.message()),
+            framing,
+            out,
+        );
+    }
+
+    /// Answers a request whose head or body did not arrive in time.
+    pub fn time_out(&mut self, who: Asker, out: &mut Vec<u8>) {
+        info!("{} request timed out", who.peer);
+        let framing = Framing {
+            head_only: false,
+            keep_alive: false,
+            minor_version: 1,
+            cors_origin: None,
+        };
+        self.answer(&Response::error(408, "request timed out"), framing, out);
+    }
+
+    fn answer(&mut self, response: &Response, framing: Framing<'_>, out: &mut Vec<u8>) -> Outcome {
+        response::write_response(response, framing, out);
+        self.metrics.count_response(response.status);
+        Outcome::Answered {
+            keep_alive: framing.keep_alive,
+        }
+    }
+
+    /// Appends a publish to the log; its answer waits for the verdict.
+    fn hold(
+        &mut self,
+        who: Asker,
+        head: &Head,
+        draft: Draft,
+        message: Option<(String, u64)>,
+        framing: Framing<'_>,
+    ) -> Outcome {
+        let ticket = self.log.append(draft).ticket;
+        let logged_as = if log::log_enabled!(log::Level::Info) {
+            format!("{} \"{}\"", who.peer, request_line(head))
+        } else {
+            String::new()
+        };
+        self.held.insert(
+            ticket,
+            HeldReply {
+                token: who.token,
+                message,
+                keep_alive: framing.keep_alive,
+                minor_version: framing.minor_version,
+                cors_origin: framing.cors_origin.map(str::to_string),
+                logged_as,
+            },
+        );
+        Outcome::Held
+    }
+
+    /// Publishes from the host (a handle or the loop's thread); returns the
+    /// id when the log knows it at once.
+    pub fn publish(&mut self, draft: Draft) -> Option<u64> {
+        self.log.append(draft).id
+    }
+
+    /// Takes the log's verdicts: committed events are retained and queued
+    /// for broadcast, and the answers owed to their publishers go to
+    /// `released` (`503` for refused ones). With `flush`, the log first
+    /// makes this turn's appends durable (once per turn).
+    pub fn settle(&mut self, flush: bool, released: &mut Vec<Released>) {
+        if flush {
+            self.log.flush();
+        }
+        let mut settled = Vec::new();
+        self.log.settled(&mut settled);
+        if settled.is_empty() {
+            return;
+        }
+        for verdict in settled {
+            let (ticket, response) = match verdict {
+                Settled::Committed { ticket, event } => {
+                    self.metrics.events_published += 1;
+                    let id = event.id;
+                    self.hub.commit(event.clone());
+                    self.committed.push(event);
+                    let Some(reply) = ticket.and_then(|t| self.held.get(&t)) else {
+                        continue;
+                    };
+                    let body = match &reply.message {
+                        Some((room, time)) => response::created_message_json(id, room, *time),
+                        None => response::created_event_json(id),
+                    };
+                    (ticket, Response::json(201, body))
+                }
+                Settled::Refused { ticket, reason } => (Some(ticket), Response::error(503, reason)),
+            };
+            let Some(reply) = ticket.and_then(|t| self.held.remove(&t)) else {
+                continue;
+            };
+            let mut bytes = Vec::with_capacity(256);
+            let framing = Framing {
+                head_only: false,
+                keep_alive: reply.keep_alive,
+                minor_version: reply.minor_version,
+                cors_origin: reply.cors_origin.as_deref(),
+            };
+            response::write_response(&response, framing, &mut bytes);
+            self.metrics.count_response(response.status);
+            if !reply.logged_as.is_empty() {
+                info!("{} {}", reply.logged_as, response.status);
+            }
+            released.push(Released {
+                token: reply.token,
+                bytes,
+                keep_alive: reply.keep_alive,
+            });
+        }
+        self.log.compact(&self.hub);
+    }
+
+    /// Drops the answers owed to `token`, whose connection closed first.
+    pub fn forget_held(&mut self, token: usize) {
+        self.held.retain(|_, reply| reply.token != token);
+    }
+
+    /// Whether the log has appends or verdicts waiting (no sleeping then).
+    pub fn log_pending(&self) -> bool {
+        self.log.has_pending()
+    }
+
+    /// The events committed since the last call, for the server to fan out.
+    pub fn take_committed(&mut self) -> Vec<Retained> {
+        std::mem::take(&mut self.committed)
+    }
+
+    /// A stream has closed: it leaves its rooms, and the host hears of it.
+    pub fn stream_closed(&mut self, who: Asker) {
+        let Some(subscription) = self.hub.unsubscribe(who.token) else {
+            return;
+        };
+        if let Some(hook) = self.stream_hook.as_mut() {
+            hook(&StreamNotice {
+                opened: false,
+                rooms: subscription.rooms().map(|r| r.to_string()).collect(),
+                agent: subscription.agent,
+                peer: who.peer,
+            });
+        }
+    }
+
+    /// The heartbeat frame of this moment.
+    pub fn heartbeat_frame(&self) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(48);
+        let data = format!("{{\"time\":{}}}", unix_ms());
+        sse::encode_parts(None, Some("heartbeat"), &data, &mut frame);
+        frame
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_stream(
+        &mut self,
+        who: Asker,
+        head: &Head,
+        rooms: &[String],
+        last_id: Option<u64>,
+        agent: bool,
+        framing: Framing<'_>,
+        load: Load,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        response::write_stream_head(head.minor_version, framing.cors_origin, out);
+        self.metrics.count_response(200);
+        if framing.head_only {
+            self.log_request(who, Some(head), 200, " (head of stream)");
+            return Outcome::Answered { keep_alive: false };
+        }
+        if load.streams >= self.config.max_clients {
+            // A browser's EventSource gives up for good on an error status,
+            // so a full house answers 200 with a retry and closes.
+            let retry_ms = self.busy_retry_ms();
+            sse::encode_retry(retry_ms, out);
+            let data = format!("{{\"retry_ms\":{retry_ms}}}");
+            sse::encode_parts(None, Some("busy"), &data, out);
+            self.metrics.busy_answers += 1;
+            self.log_request(who, Some(head), 200, " busy (full house)");
+            return Outcome::Answered { keep_alive: false };
+        }
+        let rooms: Vec<Rc<str>> = rooms.iter().map(|r| self.hub.room_name(r)).collect();
+        sse::encode_retry(STREAM_RETRY_MS, out);
+        let hello = response::hello_json(
+            &rooms,
+            agent,
+            self.config.heartbeat.as_millis() as u64,
+            self.hub.last_id(),
+        );
+        sse::encode_parts(None, Some("hello"), &hello, out);
+        let replayed = self.hub.replay(&rooms, last_id, out);
+        self.metrics.events_delivered += replayed as u64;
+        self.hub.subscribe(who.token, &rooms, agent);
+        self.metrics.streams_opened += 1;
+        if let Some(hook) = self.stream_hook.as_mut() {
+            hook(&StreamNotice {
+                opened: true,
+                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                agent,
+                peer: who.peer,
+            });
+        }
+        self.log_request(who, Some(head), 200, " stream");
+        Outcome::Stream
+    }
+
+    fn busy_retry_ms(&mut self) -> u64 {
+        // xorshift64: randomised so that a crowd does not come back at once.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        2000 + self.rng % 3000
+    }
+
+    fn render_metrics(&self, load: Load) -> String {
+        let (rooms, retained) = self.hub.sizes();
+        let closed: Vec<(&str, u64)> = Close::ALL
+            .iter()
+            .zip(load.closed)
+            .map(|(reason, n)| (reason.label(), n))
+            .collect();
+        self.metrics.render(
+            Gauges {
+                streams: load.streams,
+                connections: load.connections,
+                rooms,
+                retained,
+                last_id: self.hub.last_id(),
+                uptime_secs: self.started.elapsed().as_secs(),
+            },
+            &closed,
+        )
+    }
+
+    fn log_request(&self, who: Asker, head: Option<&Head>, status: u16, note: &str) {
+        if !log::log_enabled!(log::Level::Info) {
+            return;
+        }
+        match head {
+            Some(head) => info!("{} \"{}\" {status}{note}", who.peer, request_line(head)),
+            None => info!("{} (unparsable request) {status}{note}", who.peer),
+        }
+    }
+}
+
+/// `METHOD /path?query HTTP/1.x`, for the log.
+fn request_line(head: &Head) -> String {
+    let method = match head.method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Options => "OPTIONS",
+        Method::Other => "-",
+    };
+    let query = if head.query.is_empty() { "" } else { "?" };
+    format!(
+        "{method} {}{query}{} HTTP/1.{}",
+        head.path, head.query, head.minor_version
+    )
+}
