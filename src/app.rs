@@ -500,3 +500,141 @@ fn request_line(head: &Head) -> String {
         head.path, head.query, head.minor_version
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Appended;
+    use crate::request::{parse_head, Limits, Parsed};
+
+    /// A log that refuses drafts whose data is `refuse`, commits the rest
+    /// in append order on flush, and can hand in an event "from another
+    /// node" (no ticket).
+    #[derive(Default)]
+    struct ScriptedLog {
+        next: u64,
+        pending: Vec<(u64, Draft)>,
+        settled: Vec<Settled>,
+        flushes: usize,
+    }
+
+    impl EventLog for ScriptedLog {
+        fn append(&mut self, draft: Draft) -> Appended {
+            self.next += 1;
+            self.pending.push((self.next, draft));
+            Appended {
+                ticket: self.next,
+                id: None,
+            }
+        }
+        fn flush(&mut self) {
+            self.flushes += 1;
+            for (ticket, draft) in self.pending.drain(..) {
+                let refused =
+                    matches!(&draft.body, crate::log::Body::Event { data, .. } if data == "refuse");
+                self.settled.push(if refused {
+                    Settled::Refused {
+                        ticket,
+                        reason: "storage said no",
+                    }
+                } else {
+                    Settled::Committed {
+                        ticket: Some(ticket),
+                        event: draft.encode(ticket * 10),
+                    }
+                });
+            }
+        }
+        fn settled(&mut self, out: &mut Vec<Settled>) {
+            out.append(&mut self.settled);
+        }
+        fn has_pending(&self) -> bool {
+            !self.pending.is_empty() || !self.settled.is_empty()
+        }
+        fn last_id(&self) -> u64 {
+            0
+        }
+        fn load(&mut self, _hub: &mut Hub) {}
+    }
+
+    fn app() -> App {
+        App::new(
+            Config::default(),
+            StaticFiles::embedded(),
+            Box::new(ScriptedLog::default()),
+        )
+    }
+
+    fn publish(app: &mut App, token: usize, data: &str) -> Outcome {
+        let raw = format!(
+            "POST /publish?room=r HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            data.len()
+        );
+        let limits = Limits {
+            max_head: 8192,
+            max_body: 65536,
+        };
+        let Ok(Parsed::Complete(head, _)) = parse_head(raw.as_bytes(), limits) else {
+            panic!("bad test request");
+        };
+        let who = Asker {
+            token,
+            peer: "127.0.0.1:9".parse().unwrap(),
+        };
+        let load = Load {
+            streams: 0,
+            connections: 1,
+            shutting_down: false,
+            closed: [0; Close::ALL.len()],
+        };
+        let mut out = Vec::new();
+        let outcome = app.request(who, &head, data.as_bytes(), load, &mut out);
+        assert!(out.is_empty(), "a held publish writes nothing yet");
+        outcome
+    }
+
+    fn status(released: &Released) -> &str {
+        std::str::from_utf8(&released.bytes[9..12]).unwrap()
+    }
+
+    #[test]
+    fn publishes_wait_for_the_log_and_keep_its_order() {
+        let mut app = app();
+        for (token, data) in [(1, "one"), (2, "refuse"), (3, "three")] {
+            assert_eq!(publish(&mut app, token, data), Outcome::Held);
+        }
+        let mut released = Vec::new();
+        app.settle(false, &mut released);
+        assert!(
+            released.is_empty() && app.take_committed().is_empty(),
+            "nothing before the flush"
+        );
+        app.settle(true, &mut released);
+        let answers: Vec<(usize, &str)> = released.iter().map(|r| (r.token, status(r))).collect();
+        assert_eq!(answers, [(1, "201"), (2, "503"), (3, "201")]);
+        assert!(String::from_utf8_lossy(&released[0].bytes).ends_with("{\"id\":10}"));
+        assert!(String::from_utf8_lossy(&released[1].bytes).contains("storage said no"));
+        // Only committed events are broadcast and retained, in log order.
+        let ids: Vec<u64> = app.take_committed().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [10, 30]);
+        assert_eq!(app.hub.last_id(), 30);
+        assert!(!app.hub.history_json("r", 0, None).contains("refuse"));
+        assert_eq!(app.metrics.events_published, 2);
+        assert_eq!(app.metrics.responses.get(&503), Some(&1));
+    }
+
+    #[test]
+    fn an_answer_owed_to_a_closed_connection_is_dropped() {
+        let mut app = app();
+        publish(&mut app, 7, "x");
+        app.forget_held(7);
+        let mut released = Vec::new();
+        app.settle(true, &mut released);
+        assert!(released.is_empty(), "nobody to answer");
+        assert_eq!(
+            app.take_committed().len(),
+            1,
+            "the event itself still counts"
+        );
+    }
+}

@@ -36,7 +36,10 @@ pub struct Conn {
 /// `mark_closing(token, Close)` and is counted per reason in `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Close {
-    /// The client closed its side (or finished reading our last answer).
+    /// The last answer went out and the exchange ended (the client closed
+    /// after reading it, or the linger time ran out).
+    Finished,
+    /// The client closed its side first.
     ClientClosed,
     /// The client reset the connection.
     PeerReset,
@@ -54,7 +57,8 @@ pub enum Close {
 
 impl Close {
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [Close; 7] = [
+    pub const ALL: [Close; 8] = [
+        Close::Finished,
         Close::ClientClosed,
         Close::PeerReset,
         Close::IoError,
@@ -67,6 +71,7 @@ impl Close {
     /// The reason as a metric label.
     pub fn label(self) -> &'static str {
         match self {
+            Close::Finished => "finished",
             Close::ClientClosed => "client_closed",
             Close::PeerReset => "peer_reset",
             Close::IoError => "io_error",

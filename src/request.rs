@@ -168,6 +168,12 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Parsed, HttpError> {
     if used > limits.max_head {
         return Err(too_large_kind(buf_tail, limits.max_head));
     }
+    let head = head_of(&req, limits)?;
+    Ok(Parsed::Complete(head, used))
+}
+
+/// Turns httparse's view of a complete head into a [`Head`].
+fn head_of(req: &httparse::Request<'_, '_>, limits: Limits) -> Result<Head, HttpError> {
     let method = match req.method.unwrap_or("") {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
@@ -175,10 +181,8 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Parsed, HttpError> {
         "OPTIONS" => Method::Options,
         _ => Method::Other,
     };
-    let target = req.path.unwrap_or("/");
     let minor_version = req.version.unwrap_or(1);
-    let (path, query) = split_target(target)?;
-
+    let (path, query) = split_target(req.path.unwrap_or("/"))?;
     let mut head = Head {
         method,
         path,
@@ -193,71 +197,92 @@ pub fn parse_head(buf: &[u8], limits: Limits) -> Result<Parsed, HttpError> {
         content_type: None,
         headers: Vec::with_capacity(req.headers.len()),
     };
-    let mut content_length: Option<usize> = None;
-    let mut chunked = false;
+    let mut framing = Framing::default();
     for header in req.headers.iter() {
-        let name = header.name;
         let value = std::str::from_utf8(header.value)
             .map_err(|_| HttpError::BadRequest("header value is not UTF-8"))?
             .trim();
-        head.headers.push((name.to_string(), value.to_string()));
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_content_length(value)?;
-            if content_length.is_some_and(|old| old != n) {
-                return Err(HttpError::BadRequest("conflicting Content-Length headers"));
-            }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-                if coding.eq_ignore_ascii_case("chunked") {
-                    chunked = true;
-                } else if !coding.eq_ignore_ascii_case("identity") {
-                    return Err(HttpError::NotImplemented(
-                        "only the chunked transfer coding is supported",
-                    ));
-                }
-            }
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    head.keep_alive = false;
-                } else if token.eq_ignore_ascii_case("keep-alive") && minor_version == 0 {
-                    head.keep_alive = true;
-                }
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            if value.eq_ignore_ascii_case("100-continue") {
-                head.expect_continue = true;
-            } else {
-                return Err(HttpError::ExpectationFailed);
-            }
-        } else if name.eq_ignore_ascii_case("last-event-id") {
-            head.last_event_id = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("origin") {
-            head.origin = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("authorization") {
-            head.authorization = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("content-type") {
-            head.content_type = Some(value.to_string());
-        }
+        read_header(&mut head, &mut framing, header.name, value)?;
+        head.headers
+            .push((header.name.to_string(), value.to_string()));
     }
-    // A message with both is a smuggling attempt (RFC 9112 6.3): refuse it.
-    head.body = match (chunked, content_length) {
-        (true, Some(_)) => {
-            return Err(HttpError::BadRequest(
-                "both Content-Length and Transfer-Encoding",
-            ))
-        }
-        (true, None) => BodyFraming::Chunked,
-        (false, Some(0)) | (false, None) => BodyFraming::None,
-        (false, Some(n)) if n > limits.max_body => return Err(HttpError::BodyTooLarge),
-        (false, Some(n)) => BodyFraming::Length(n),
-    };
+    head.body = framing.body(limits)?;
     if head.expect_continue && minor_version == 0 {
         // HTTP/1.0 clients cannot take a 100 response; ignore the header.
         head.expect_continue = false;
     }
-    Ok(Parsed::Complete(head, used))
+    Ok(head)
+}
+
+/// What the headers say about the body's framing.
+#[derive(Default)]
+struct Framing {
+    content_length: Option<usize>,
+    chunked: bool,
+}
+
+impl Framing {
+    fn body(&self, limits: Limits) -> Result<BodyFraming, HttpError> {
+        // A message with both is a smuggling attempt (RFC 9112 6.3): refuse it.
+        match (self.chunked, self.content_length) {
+            (true, Some(_)) => Err(HttpError::BadRequest(
+                "both Content-Length and Transfer-Encoding",
+            )),
+            (true, None) => Ok(BodyFraming::Chunked),
+            (false, Some(0)) | (false, None) => Ok(BodyFraming::None),
+            (false, Some(n)) if n > limits.max_body => Err(HttpError::BodyTooLarge),
+            (false, Some(n)) => Ok(BodyFraming::Length(n)),
+        }
+    }
+}
+
+/// Applies one header to the head (the ones the server acts on).
+fn read_header(
+    head: &mut Head,
+    framing: &mut Framing,
+    name: &str,
+    value: &str,
+) -> Result<(), HttpError> {
+    let is = |wanted: &str| name.eq_ignore_ascii_case(wanted);
+    if is("content-length") {
+        let n = parse_content_length(value)?;
+        if framing.content_length.is_some_and(|old| old != n) {
+            return Err(HttpError::BadRequest("conflicting Content-Length headers"));
+        }
+        framing.content_length = Some(n);
+    } else if is("transfer-encoding") {
+        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if coding.eq_ignore_ascii_case("chunked") {
+                framing.chunked = true;
+            } else if !coding.eq_ignore_ascii_case("identity") {
+                return Err(HttpError::NotImplemented(
+                    "only the chunked transfer coding is supported",
+                ));
+            }
+        }
+    } else if is("connection") {
+        for token in value.split(',').map(str::trim) {
+            if token.eq_ignore_ascii_case("close") {
+                head.keep_alive = false;
+            } else if token.eq_ignore_ascii_case("keep-alive") && head.minor_version == 0 {
+                head.keep_alive = true;
+            }
+        }
+    } else if is("expect") {
+        if !value.eq_ignore_ascii_case("100-continue") {
+            return Err(HttpError::ExpectationFailed);
+        }
+        head.expect_continue = true;
+    } else if is("last-event-id") {
+        head.last_event_id = Some(value.to_string());
+    } else if is("origin") {
+        head.origin = Some(value.to_string());
+    } else if is("authorization") {
+        head.authorization = Some(value.to_string());
+    } else if is("content-type") {
+        head.content_type = Some(value.to_string());
+    }
+    Ok(())
 }
 
 /// The `Origin` header of a complete head in `buf`, even one that

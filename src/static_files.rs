@@ -11,6 +11,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::request::percent_decode;
+
 /// The table written by `build.rs`.
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/www_files.rs"));
@@ -83,18 +85,8 @@ impl StaticFiles {
     /// the query string, still percent-encoded (`/`, `/app.js`, `/a%20b/`).
     ///
     /// `/` and any path ending in `/` mean that folder's `index.html`; a
-    /// folder named without the slash serves its `index.html` too.
-    ///
-    /// # Examples
-    ///
-    /// ```text
-    /// use ssehub::static_files::{Lookup, StaticFiles};
-    ///
-    /// let page = StaticFiles::embedded();
-    /// assert!(matches!(page.lookup("/"), Lookup::Found { .. }));
-    /// assert_eq!(page.lookup("/%2e%2e/Cargo.toml"), Lookup::NotFound);
-    /// assert_eq!(page.lookup("/%zz"), Lookup::BadPath);
-    /// ```
+    /// folder named without the slash serves its `index.html` too. An
+    /// escaped `..` is still `..` (not found); a bad escape is a bad path.
     pub fn lookup(&self, raw_path: &str) -> Lookup {
         let rel = match clean(raw_path) {
             Ok(rel) => rel,
@@ -109,15 +101,6 @@ impl StaticFiles {
 
 /// The `Content-Type` for a file name, by its extension (case-insensitive);
 /// `application/octet-stream` when unknown, so browsers do not guess.
-///
-/// # Examples
-///
-/// ```text
-/// use ssehub::static_files::content_type;
-///
-/// assert_eq!(content_type("/app.JS"), "text/javascript; charset=utf-8");
-/// assert_eq!(content_type("/README"), "application/octet-stream");
-/// ```
 pub fn content_type(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or(path);
     let ext = match name.rsplit_once('.') {
@@ -153,8 +136,8 @@ fn clean(raw_path: &str) -> Result<String, Lookup> {
     let Some(rest) = raw_path.strip_prefix('/') else {
         return Err(Lookup::NotFound);
     };
-    let bytes = percent_decode(rest).ok_or(Lookup::BadPath)?;
-    let decoded = String::from_utf8(bytes).map_err(|_| Lookup::BadPath)?;
+    // `+` stays `+`: that rule belongs to query strings, not paths.
+    let decoded = percent_decode(rest, false).ok_or(Lookup::BadPath)?;
     if decoded.contains('\0') {
         return Err(Lookup::BadPath);
     }
@@ -187,31 +170,6 @@ fn clean(raw_path: &str) -> Result<String, Lookup> {
         parts.push("index.html");
     }
     Ok(parts.join("/"))
-}
-
-/// `%XX` → byte; `None` on a `%` not followed by two hex digits. `+` stays
-/// `+`: that rule belongs to query strings, not paths.
-fn percent_decode(s: &str) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = hex(*bytes.get(i + 1)?)?;
-            let lo = hex(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-/// One hex digit's value.
-fn hex(b: u8) -> Option<u8> {
-    char::from(b).to_digit(16).map(|d| d as u8)
 }
 
 /// Looks `rel` up in the compiled-in table, then as a folder's index.
@@ -270,6 +228,16 @@ fn resolve(root: &Path, path: &Path) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lookup_rules_in_brief() {
+        let page = StaticFiles::embedded();
+        assert!(matches!(page.lookup("/"), Lookup::Found { .. }));
+        assert_eq!(page.lookup("/%2e%2e/Cargo.toml"), Lookup::NotFound);
+        assert_eq!(page.lookup("/%zz"), Lookup::BadPath);
+        assert_eq!(content_type("/app.JS"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("/README"), "application/octet-stream");
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fresh folder under the system temp dir, removed on drop (also when

@@ -502,6 +502,35 @@ fn rooms_lists_counts_with_agents_apart() {
     drop(customer1);
 }
 
+/// Every close is counted once, under its reason.
+#[test]
+fn closes_are_counted_by_reason() {
+    let server = TestServer::start();
+    let closed = |reason: &str| {
+        server.metric(&format!(
+            "ssehub_connections_closed_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    assert_eq!(closed("client_closed"), 0.0);
+    let mut stream = Stream::open(&server, "/events?room=bye", "");
+    stream.wait_for("hello");
+    drop(stream);
+    assert!(
+        eventually(Duration::from_secs(5), || closed("client_closed") == 1.0),
+        "a stream closed by its client is counted as client_closed"
+    );
+    // A stream that sends data where none is expected.
+    let mut chatty = Stream::open(&server, "/events?room=bye", "");
+    chatty.wait_for("hello");
+    chatty.client.send(&vec![b'x'; 200 * 1024]);
+    assert!(
+        eventually(Duration::from_secs(5), || closed("client_sent_data") == 1.0),
+        "a stream whose client sends data is cut as client_sent_data"
+    );
+    assert_eq!(closed("slow_consumer"), 0.0);
+    assert_eq!(closed("io_error"), 0.0);
+}
+
 #[test]
 fn metrics_are_prometheus_text_and_move() {
     let server = TestServer::start();

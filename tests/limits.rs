@@ -58,6 +58,10 @@ fn idle_keep_alive_connection_is_closed() {
         "bytes before close: {:?}",
         client.pending
     );
+    assert_eq!(
+        server.metric("ssehub_connections_closed_total{reason=\"timed_out\"}"),
+        1.0
+    );
     server.assert_alive();
 }
 
@@ -431,6 +435,11 @@ fn slow_consumer_is_cut_and_catches_up_by_replay() {
         server.metric("ssehub_slow_consumers_dropped_total"),
         1.0,
         "only the sleeper is cut"
+    );
+    assert_eq!(
+        server.metric("ssehub_connections_closed_total{reason=\"slow_consumer\"}"),
+        1.0,
+        "counted once, under its reason"
     );
     let done = server.publish("slow", "done", "end");
 

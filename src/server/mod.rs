@@ -28,19 +28,18 @@ use log::{debug, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::app::{unix_ms, App, Asker, Load, Outcome};
+use crate::app::{unix_ms, App, Asker};
 use crate::config::Config;
-use crate::conn::{self, Close, Conn, ReadOutcome, State, StreamState};
+use crate::conn::{Close, Conn, State};
 use crate::conns::Conns;
 use crate::handle::{Command, Handle, Shared};
 use crate::hooks::{Decision, RequestInfo, StreamNotice};
-use crate::http::Step;
 use crate::log::{Draft, EventLog, JournalLog, MemoryLog};
-use crate::request::{HttpError, Limits};
-use crate::response;
 use crate::sse;
 use crate::static_files::StaticFiles;
 use crate::timers::Timers;
+
+mod read;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -486,205 +485,6 @@ impl Server {
         }
     }
 
-    // ----- reading --------------------------------------------------------
-
-    fn conn_ready(&mut self, token: usize, readable: bool, writable: bool) {
-        let Some(conn) = self.conns.live(token) else {
-            return; // closed or closing; mio promises nothing else
-        };
-        if writable && conn.wants_write {
-            self.flush(token);
-        }
-        if readable {
-            self.read_ready(token);
-        }
-    }
-
-    fn read_ready(&mut self, token: usize) {
-        let Some(conn) = self.conns.live(token) else {
-            return;
-        };
-        let close = match &conn.state {
-            State::Http(_) => return self.drive(token),
-            State::Stream(_) => match conn::drain_reads(&mut conn.socket, STREAM_READ_BUDGET) {
-                Ok(ReadOutcome::WouldBlock) => None,
-                Ok(ReadOutcome::Eof) => Some(Close::ClientClosed),
-                Ok(_) => Some(Close::ClientSentData),
-                Err(e) => Some(Close::of_error(&e)),
-            },
-            // The last answer is still going out; what the client sends now
-            // is read (and dropped) once it has gone.
-            State::Finishing => None,
-            // Each new arrival raises a new edge, so stopping at the budget
-            // loses nothing; the linger deadline bounds the whole drain.
-            State::Lingering => match conn::drain_reads(&mut conn.socket, LINGER_READ_BUDGET) {
-                Ok(ReadOutcome::WouldBlock) | Ok(ReadOutcome::Data(_)) => None,
-                Ok(ReadOutcome::Eof) => Some(Close::ClientClosed),
-                Err(e) => Some(Close::of_error(&e)),
-            },
-        };
-        if let Some(reason) = close {
-            self.conns.mark_closing(token, reason);
-        }
-    }
-
-    /// Answers the requests of an ordinary connection, reading until the
-    /// socket would block, the connection changes state, a publish waits
-    /// for the log, or too many answers wait to be written.
-    fn drive(&mut self, token: usize) {
-        let read_limit = self.app.config.max_head + self.app.config.max_body + 1024;
-        while self.answer_buffered(token) {
-            let Some(conn) = self.conns.live(token) else {
-                return;
-            };
-            let State::Http(http) = &mut conn.state else {
-                return;
-            };
-            if conn.out.len() > OUT_HIGH_WATER {
-                http.read_paused = true;
-                return;
-            }
-            let was_idle = !http.framer.in_request();
-            let read = conn::read_into(
-                &mut conn.socket,
-                &mut self.scratch,
-                http.framer.buffer(),
-                read_limit,
-            );
-            match read {
-                // The buffer is full and nothing in it could be used.
-                Ok(ReadOutcome::Data(0)) => {
-                    return self.fail(token, HttpError::HeadersTooLarge, None)
-                }
-                Ok(ReadOutcome::Data(_)) => {
-                    if was_idle {
-                        // The first byte of a request starts its header clock.
-                        conn.deadline = Some(self.now + self.app.config.header_timeout);
-                    }
-                }
-                Ok(ReadOutcome::WouldBlock) => return,
-                Ok(ReadOutcome::Eof) => {
-                    // Half-close: answers already queued still go out.
-                    if conn.out.is_empty() {
-                        self.conns.mark_closing(token, Close::ClientClosed);
-                    } else {
-                        conn.state = State::Finishing;
-                    }
-                    return;
-                }
-                Err(e) => return self.conns.mark_closing(token, Close::of_error(&e)),
-            }
-        }
-    }
-
-    /// Answers every complete request already read. Returns whether the
-    /// connection may read more.
-    fn answer_buffered(&mut self, token: usize) -> bool {
-        let limits = Limits {
-            max_head: self.app.config.max_head,
-            max_body: self.app.config.max_body,
-        };
-        loop {
-            let load = self.load();
-            let Some(conn) = self.conns.live(token) else {
-                return false;
-            };
-            let who = Asker {
-                token,
-                peer: conn.peer,
-            };
-            let State::Http(http) = &mut conn.state else {
-                return false;
-            };
-            if http.awaiting_log {
-                return false;
-            }
-            if conn.out.len() > OUT_HIGH_WATER {
-                return true;
-            }
-            match http.framer.next(limits) {
-                Step::NeedMore => return true,
-                Step::BodyAwaited { send_continue } => {
-                    conn.deadline = Some(self.now + self.app.config.idle_timeout);
-                    if send_continue {
-                        response::write_continue(conn.out.tail());
-                        self.conns.queue_reply(token);
-                    }
-                }
-                Step::Fail { error, origin } => {
-                    self.fail(token, error, origin.as_deref());
-                    return false;
-                }
-                Step::Request(head, body) => {
-                    let outcome = self.app.request(who, &head, &body, load, conn.out.tail());
-                    self.carry_out(token, outcome);
-                }
-            }
-        }
-    }
-
-    /// Answers a request that can never be accepted, and closes after it.
-    fn fail(&mut self, token: usize, error: HttpError, origin: Option<&str>) {
-        let Some(conn) = self.conns.live(token) else {
-            return;
-        };
-        let who = Asker {
-            token,
-            peer: conn.peer,
-        };
-        self.app.fail(who, error, origin, conn.out.tail());
-        self.answered(token, false);
-    }
-
-    /// Moves the connection on after the app's answer.
-    fn carry_out(&mut self, token: usize, outcome: Outcome) {
-        match outcome {
-            Outcome::Answered { keep_alive } => self.answered(token, keep_alive),
-            Outcome::Stream => {
-                let Some(conn) = self.conns.live(token) else {
-                    return;
-                };
-                let replay_allowance = conn.out.len();
-                conn.state = State::Stream(StreamState { replay_allowance });
-                conn.deadline = None;
-                self.conns.streams += 1;
-                self.conns.queue_reply(token);
-            }
-            Outcome::Held => {
-                if let Some(State::Http(http)) = self.conns.live(token).map(|c| &mut c.state) {
-                    http.awaiting_log = true;
-                }
-            }
-        }
-    }
-
-    /// An answer is in the buffer: queue it, and settle what comes next.
-    fn answered(&mut self, token: usize, keep_alive: bool) {
-        let Some(conn) = self.conns.live(token) else {
-            return;
-        };
-        if !keep_alive {
-            conn.state = State::Finishing;
-        } else if let State::Http(http) = &conn.state {
-            let wait = if http.framer.has_buffered() {
-                self.app.config.header_timeout
-            } else {
-                self.app.config.idle_timeout
-            };
-            conn.deadline = Some(self.now + wait);
-        }
-        self.conns.queue_reply(token);
-    }
-
-    fn load(&self) -> Load {
-        Load {
-            streams: self.conns.streams,
-            connections: self.conns.open,
-            shutting_down: self.timers.shutting_down(),
-            closed: self.conns.closed_counts(),
-        }
-    }
-
     // ----- the log's verdicts and broadcasting --------------------------
 
     /// Takes the log's verdicts (after one flush when `flush`): committed
@@ -760,7 +560,11 @@ impl Server {
             }
             let in_request = matches!(&conn.state, State::Http(http) if http.framer.in_request());
             if !in_request {
-                self.conns.mark_closing(token, Close::TimedOut);
+                let reason = match conn.state {
+                    State::Lingering => Close::Finished,
+                    _ => Close::TimedOut,
+                };
+                self.conns.mark_closing(token, reason);
                 continue;
             }
             let who = Asker {
@@ -992,5 +796,35 @@ mod tests {
             "{journal}"
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A failed interest change is not dropped: the connection is closed
+    /// as an I/O error (before, `wants_write` stayed set and the stream was
+    /// never queued for a flush again).
+    #[test]
+    fn a_failed_reregister_closes_the_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut server = Server::from_listener(listener, Config::default()).unwrap();
+        // A client that never reads, so a large write falls short.
+        let _client = TcpStream::connect(addr).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.conns.open == 0 {
+            assert!(Instant::now() < deadline, "never accepted");
+            server.poll_once(Some(Duration::from_millis(50))).unwrap();
+        }
+        let token = server.conns.tokens().next().unwrap();
+        let conn = server.conns.live(token).unwrap();
+        // Take the socket out of the poll behind the server's back: the
+        // next reregister fails with ENOENT.
+        server.poll.registry().deregister(&mut conn.socket).unwrap();
+        conn.out.push(&vec![b'x'; 32 << 20]);
+        server.flush(token);
+        let conn = server.conns.get(token).unwrap();
+        assert_eq!(conn.closing, Some(Close::IoError));
+        assert!(!conn.wants_write);
+        assert_eq!(server.conns.closed_counts()[Close::IoError as usize], 1);
+        server.reap();
+        assert_eq!(server.conns.open, 0);
     }
 }
