@@ -8,28 +8,41 @@
 //! Data moves one way:
 //!
 //! ```text
-//! socket → parse (request) → route (router) → hub → write buffers (outbuf) → socket
+//! socket → parse (http, request) → route (router, access, app) → log → hub → write buffers (conns) → socket
 //! ```
 //!
 //! # Layout
-//! One module owns one thing; everything below `server` is plain data in,
-//! plain data out, tested with byte strings.
+//! One module owns one thing; only `server` knows that mio exists, and
+//! everything below it is plain data in, plain data out, tested without
+//! sockets where it can be.
 //! - [`config`]: [`Config`], its defaults, flag and environment parsing (pure).
-//! - [`server`]: THE event loop — `Poll`, listener, connections, hub, timers.
-//!   The only module that uses mio's registry, and the one place where the
-//!   hub's recipients meet the connections.
-//! - `conn` (internal): one connection — socket, state, read buffer, output buffer.
+//! - [`server`]: THE event loop — `Poll`, listener, waker, the order of a
+//!   turn, accepting, interest changes. The only user of mio's registry,
+//!   and the one place where the hub's recipients meet the connections.
+//! - `conns` (internal): connection slots, free list, the reply and stream
+//!   flush queues, the resume list and the closing list; every close goes
+//!   through `mark_closing(token, Close)`.
+//! - `conn` (internal): one connection — socket, state, buffers, and the
+//!   closed set of reasons it may close for.
 //! - `outbuf` (internal): an output buffer that appends without I/O and
 //!   writes what the socket takes.
+//! - `http` (internal): request framing as a pure state machine — bytes in,
+//!   a request, a head awaiting its body, "need more" or a failure out.
 //! - `request` (internal): `httparse` wrapper — bytes to a request head,
 //!   chunked bodies, limits; incomplete input is a value, not an error.
-//! - `router` (internal): a request to an action, with the contract's validation.
-//! - `response` (internal): status line, headers and body as bytes; the
-//!   stream preamble.
-//! - `hub` (internal): rooms, subscribers, history, the id sequence,
-//!   presence; never sees a socket.
-//! - `journal` (internal): `--journal` — retained events appended as JSON
-//!   lines, one `fsync` per loop turn, read back and compacted.
+//! - `router` (internal): what a request asks for, checked for shape.
+//! - `access` (internal): whether it may — the publish token, CORS, the
+//!   host's authoriser.
+//! - `app` (internal): a request and who asks → an answer, a stream, or a
+//!   publish held for the log; owns hub, log, page, metrics, request log.
+//! - `response` (internal): status line, headers, body and the JSON bodies
+//!   as bytes; the stream preamble.
+//! - `log` (internal): the event-log seam — append, flush once per turn,
+//!   committed or refused verdicts, load, compact; in memory or the
+//!   `--journal` file. The log assigns ids and encodes each event once.
+//! - `hub` (internal): rooms, subscribers (O(1) leave), history, presence;
+//!   takes ids from the log; never sees a socket.
+//! - `timers` (internal): the deadlines — next one, what is due now.
 //! - `static_files` (internal): the page compiled into the binary, or a
 //!   folder, with safe path mapping.
 //! - `metrics` (internal): counters and their Prometheus text form.
@@ -68,7 +81,7 @@
 //! [`Server::authorize`] plug in the host's bookkeeping and auth;
 //! [`Server::stats`] reads the counters. `examples/sensor.rs` and
 //! `examples/step.rs` are complete programs.
-// One `unsafe` block in the crate: `listen(2)` in server.rs, to raise the
+// One `unsafe` block in the crate: `listen(2)` in server/mod.rs, to raise the
 // accept queue above std's 128. Everything else is safe code.
 #![deny(unsafe_code)]
 #![deny(missing_docs, rust_2018_idioms)]
