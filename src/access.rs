@@ -71,14 +71,22 @@ impl Access {
         }
     }
 
-    /// The host's verdict on a subscription or publish, if it refuses.
-    pub fn ask_host(&mut self, head: &Head, action: &Action, peer: SocketAddr) -> Option<Response> {
-        let authorize = self.authorizer.as_mut()?;
+    /// The host's verdict on a subscription or publish: allowed (with the
+    /// host's tag, if it gave one) or the refusal to answer with.
+    pub fn ask_host(
+        &mut self,
+        head: &Head,
+        action: &Action,
+        peer: SocketAddr,
+    ) -> Result<Option<u64>, Response> {
+        let Some(authorize) = self.authorizer.as_mut() else {
+            return Ok(None);
+        };
         let (kind, rooms) = match action {
             Action::Subscribe { rooms, .. } => (RequestKind::Subscribe, rooms.clone()),
             Action::PostMessage { room, .. } => (RequestKind::PostMessage, vec![room.clone()]),
             Action::Publish { room, .. } => (RequestKind::Publish, vec![room.clone()]),
-            _ => return None,
+            _ => return Ok(None),
         };
         let info = RequestInfo {
             kind,
@@ -88,17 +96,30 @@ impl Access {
             rooms: &rooms,
             peer,
         };
-        match authorize(&info) {
-            Decision::Allow => None,
-            Decision::Deny { status, message } => {
-                let status = if (400..600).contains(&status) {
-                    status
-                } else {
-                    403
-                };
-                Some(Response::error(status, &message))
+        let (status, message, headers) = match authorize(&info) {
+            Decision::Allow => return Ok(None),
+            Decision::AllowAs(tag) => return Ok(Some(tag)),
+            Decision::Deny { status, message } => (status, message, Vec::new()),
+            Decision::DenyWith {
+                status,
+                message,
+                headers,
+            } => (status, message, headers),
+        };
+        let status = if (400..600).contains(&status) {
+            status
+        } else {
+            403
+        };
+        let mut refusal = Response::error(status, &message);
+        for (name, value) in headers {
+            if is_token(&name) && !value.contains(['\r', '\n']) {
+                refusal = refusal.with_header(name, value);
+            } else {
+                log::warn!("authoriser: dropped a malformed header {name:?}");
             }
         }
+        Err(refusal)
     }
 }
 
@@ -121,6 +142,14 @@ pub fn check_publish_token(head: &Head, token: Option<&str>) -> Result<(), Respo
         Some(_) => Err(unauthorized("wrong publish token")),
         None => Err(unauthorized("missing 'Authorization: Bearer TOKEN'")),
     }
+}
+
+/// An HTTP header name: 1 or more token characters (RFC 9110 5.6.2).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -226,14 +255,51 @@ mod tests {
             event: "e".into(),
             data: "d".into(),
         };
-        let refused = rules.ask_host(&h, &publish, peer).expect("refused");
+        let refused = rules.ask_host(&h, &publish, peer).expect_err("refused");
         assert_eq!(refused.status, 403, "a status outside 400-599 becomes 403");
-        assert!(rules.ask_host(&h, &Action::Rooms, peer).is_none());
+        assert_eq!(rules.ask_host(&h, &Action::Rooms, peer), Ok(None));
         let subscribe = Action::Subscribe {
             rooms: vec!["r".into()],
             last_id: None,
             agent: false,
         };
-        assert!(rules.ask_host(&h, &subscribe, peer).is_none());
+        assert_eq!(rules.ask_host(&h, &subscribe, peer), Ok(None));
+    }
+
+    #[test]
+    fn refusals_carry_well_formed_headers_and_allowances_a_tag() {
+        let mut rules = access(None, &[]);
+        rules.set_authorizer(Box::new(|request: &RequestInfo<'_>| {
+            match request.query_param("key").as_deref() {
+                Some("good") => Decision::AllowAs(42),
+                _ => Decision::DenyWith {
+                    status: 401,
+                    message: "a key is needed".into(),
+                    headers: vec![
+                        ("WWW-Authenticate".into(), "Key".into()),
+                        ("Retry-After".into(), "5".into()),
+                        ("Bad Name".into(), "x".into()),
+                        ("X-Split".into(), "a\r\nInjected: yes".into()),
+                    ],
+                },
+            }
+        }));
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let subscribe = Action::Subscribe {
+            rooms: vec!["r".into()],
+            last_id: None,
+            agent: false,
+        };
+        let good = head("GET /events?key=good HTTP/1.1\r\n\r\n");
+        assert_eq!(rules.ask_host(&good, &subscribe, peer), Ok(Some(42)));
+        let bad = head("GET /events?key=bad HTTP/1.1\r\n\r\n");
+        let refusal = rules.ask_host(&bad, &subscribe, peer).expect_err("refused");
+        assert_eq!(refusal.status, 401);
+        let names: Vec<&str> = refusal
+            .extra_headers
+            .iter()
+            .map(|(n, _)| n.as_ref())
+            .collect();
+        assert_eq!(names, ["WWW-Authenticate", "Retry-After"]);
     }
 }

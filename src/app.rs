@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::info;
@@ -83,6 +83,15 @@ pub struct Released {
     pub keep_alive: bool,
 }
 
+/// A stream request, as the router and the authoriser left it.
+struct StreamAsk<'a> {
+    rooms: &'a [String],
+    last_id: Option<u64>,
+    agent: bool,
+    /// The authoriser's tag for it.
+    tag: Option<u64>,
+}
+
 /// The `201` a held publish is owed, and how to frame it.
 #[derive(Debug)]
 struct HeldReply {
@@ -114,6 +123,8 @@ pub struct App {
     pub stream_hook: Option<StreamHook>,
     /// Answers owed to publishers, by the log's ticket.
     held: HashMap<u64, HeldReply>,
+    /// The authoriser's tags of open streams, by token (only tagged ones).
+    tags: HashMap<usize, u64>,
     /// Events committed since the last [`take_committed`](Self::take_committed).
     committed: Vec<Retained>,
     /// When the server started.
@@ -144,6 +155,7 @@ impl App {
             metrics: Metrics::default(),
             stream_hook: None,
             held: HashMap::new(),
+            tags: HashMap::new(),
             committed: Vec::new(),
             started: Instant::now(),
             rng: unix_ms() | 1,
@@ -164,9 +176,13 @@ impl App {
             Ok(()) => router::route(head, body),
             Err(refused) => Action::Reject(refused),
         };
-        if let Some(refused) = self.access.ask_host(head, &action, who.peer) {
-            action = Action::Reject(refused);
-        }
+        let tag = match self.access.ask_host(head, &action, who.peer) {
+            Ok(tag) => tag,
+            Err(refused) => {
+                action = Action::Reject(refused);
+                None
+            }
+        };
         let cors = self.access.cors_origin(head.origin.as_deref());
         let framing = Framing {
             head_only: head.method == Method::Head,
@@ -179,7 +195,15 @@ impl App {
                 rooms,
                 last_id,
                 agent,
-            } => return self.open_stream(who, head, &rooms, last_id, agent, framing, load, out),
+            } => {
+                let stream = StreamAsk {
+                    rooms: &rooms,
+                    last_id,
+                    agent,
+                    tag,
+                };
+                return self.open_stream(who, head, stream, framing, load, out);
+            }
             Action::Preflight => {
                 self.log_request(who, Some(head), 204, "");
                 response::write_preflight(framing, out);
@@ -374,12 +398,14 @@ impl App {
         let Some(subscription) = self.hub.unsubscribe(who.token) else {
             return;
         };
+        let tag = self.tags.remove(&who.token);
         if let Some(hook) = self.stream_hook.as_mut() {
             hook(&StreamNotice {
                 opened: false,
                 rooms: subscription.rooms().map(|r| r.to_string()).collect(),
                 agent: subscription.agent,
                 peer: who.peer,
+                tag,
             });
         }
     }
@@ -392,18 +418,21 @@ impl App {
         frame
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn open_stream(
         &mut self,
         who: Asker,
         head: &Head,
-        rooms: &[String],
-        last_id: Option<u64>,
-        agent: bool,
+        ask: StreamAsk<'_>,
         framing: Framing<'_>,
         load: Load,
         out: &mut Vec<u8>,
     ) -> Outcome {
+        let StreamAsk {
+            rooms,
+            last_id,
+            agent,
+            tag,
+        } = ask;
         response::write_stream_head(head.minor_version, framing.cors_origin, out);
         self.metrics.count_response(200);
         if framing.head_only {
@@ -421,7 +450,7 @@ impl App {
             self.log_request(who, Some(head), 200, " busy (full house)");
             return Outcome::Answered { keep_alive: false };
         }
-        let rooms: Vec<Rc<str>> = rooms.iter().map(|r| self.hub.room_name(r)).collect();
+        let rooms: Vec<Arc<str>> = rooms.iter().map(|r| self.hub.room_name(r)).collect();
         sse::encode_retry(STREAM_RETRY_MS, out);
         let hello = response::hello_json(
             &rooms,
@@ -434,12 +463,16 @@ impl App {
         self.metrics.events_delivered += replayed as u64;
         self.hub.subscribe(who.token, &rooms, agent);
         self.metrics.streams_opened += 1;
+        if let Some(tag) = tag {
+            self.tags.insert(who.token, tag);
+        }
         if let Some(hook) = self.stream_hook.as_mut() {
             hook(&StreamNotice {
                 opened: true,
                 rooms: rooms.iter().map(|r| r.to_string()).collect(),
                 agent,
                 peer: who.peer,
+                tag,
             });
         }
         self.log_request(who, Some(head), 200, " stream");

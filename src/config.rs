@@ -66,6 +66,11 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Time a kept-alive connection may sit idle between requests.
     pub idle_timeout: Duration,
+    /// How long a graceful shutdown ([`crate::Server::shutdown`],
+    /// [`crate::Handle::shutdown`]) waits for streams to take the bytes
+    /// already queued to them before every connection is closed anyway.
+    /// Default 2 s.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Config {
@@ -85,6 +90,7 @@ impl Default for Config {
             max_head: 8 * 1024,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }

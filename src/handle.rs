@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::hub::valid_room;
+use crate::server::Stats;
 use crate::sse::{check_event_name, EventError};
 
 /// A request from another thread, carried out by the loop.
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) waker: mio::Waker,
     /// False once the server has stopped: commands are refused.
     pub(crate) open: AtomicBool,
+    /// The counters as of the loop's last turn.
+    pub(crate) stats: Mutex<Stats>,
 }
 
 impl Shared {
@@ -134,6 +137,13 @@ impl Handle {
     /// ```
     pub fn publish_event(&self, room: &str, event: &crate::Event) -> Result<(), HandleError> {
         self.publish(room, event.name(), event.data())
+    }
+
+    /// The server's counters as of its last loop turn (a turn ends at least
+    /// every heartbeat, and whenever anything happens). Works while `run`
+    /// goes on in another thread, and after it returned.
+    pub fn stats(&self) -> Stats {
+        *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Asks the server to shut down gracefully: streams get their pending

@@ -6,7 +6,7 @@
 //! to the buffer of every id in [`Hub::subscribers`].
 
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::sse;
 
@@ -19,11 +19,11 @@ pub struct Retained {
     /// Its id in the one sequence.
     pub id: u64,
     /// The room it was published to.
-    pub room: Rc<str>,
+    pub room: Arc<str>,
     /// The wire bytes of the event, shared by every recipient and replay.
-    pub frame: Rc<[u8]>,
+    pub frame: Arc<[u8]>,
     /// The item as `GET /messages` and the journal show it (one JSON object).
-    pub json: Rc<str>,
+    pub json: Arc<str>,
 }
 
 /// One room: who listens, and what it retains.
@@ -57,14 +57,14 @@ impl Room {
 #[derive(Debug)]
 pub struct Subscription {
     /// Its rooms, each with the stream's index in that room's subscriber list.
-    places: Box<[(Rc<str>, u32)]>,
+    places: Box<[(Arc<str>, u32)]>,
     /// Subscribed as an agent.
     pub agent: bool,
 }
 
 impl Subscription {
     /// The rooms, in the order subscribed.
-    pub fn rooms(&self) -> impl Iterator<Item = &Rc<str>> {
+    pub fn rooms(&self) -> impl Iterator<Item = &Arc<str>> {
         self.places.iter().map(|(room, _)| room)
     }
 }
@@ -73,7 +73,7 @@ impl Subscription {
 #[derive(Debug)]
 pub struct Hub {
     /// Rooms by name.
-    rooms: HashMap<Rc<str>, Room>,
+    rooms: HashMap<Arc<str>, Room>,
     /// Subscriptions by subscriber id (ids are dense: the server's slots).
     subs: Vec<Option<Subscription>>,
     /// Events retained per room.
@@ -83,7 +83,7 @@ pub struct Hub {
     /// hub only takes them.
     last_id: u64,
     /// Rooms whose counts changed since the last presence round.
-    presence_dirty: Vec<Rc<str>>,
+    presence_dirty: Vec<Arc<str>>,
 }
 
 /// The checks on a room name: 1–64 of `A-Z a-z 0-9 _ - .`.
@@ -118,7 +118,7 @@ impl Hub {
     }
 
     /// Subscribes `sub` (not yet subscribed) to `rooms`; presence for them is due.
-    pub fn subscribe(&mut self, sub: SubscriberId, rooms: &[Rc<str>], agent: bool) {
+    pub fn subscribe(&mut self, sub: SubscriberId, rooms: &[Arc<str>], agent: bool) {
         let mut places = Vec::with_capacity(rooms.len());
         for name in rooms {
             let name = self.room_name(name);
@@ -174,10 +174,10 @@ impl Hub {
     }
 
     /// The room's name as the hub holds it, shared rather than copied.
-    pub fn room_name(&self, room: &str) -> Rc<str> {
+    pub fn room_name(&self, room: &str) -> Arc<str> {
         match self.rooms.get_key_value(room) {
             Some((name, _)) => name.clone(),
-            None => Rc::from(room),
+            None => Arc::from(room),
         }
     }
 
@@ -238,7 +238,7 @@ impl Hub {
     /// newer than `last_id` (all retained ones without it) in id order, and
     /// an id-only block if the last id sent is not the current one.
     /// Returns how many events were replayed.
-    pub fn replay(&self, rooms: &[Rc<str>], last_id: Option<u64>, out: &mut Vec<u8>) -> usize {
+    pub fn replay(&self, rooms: &[Arc<str>], last_id: Option<u64>, out: &mut Vec<u8>) -> usize {
         let after = last_id.unwrap_or(0);
         let mut events: Vec<&Retained> = rooms
             .iter()
@@ -290,7 +290,7 @@ impl Hub {
     /// Every room with a retained event or an open stream, by name, as the
     /// JSON array of `GET /rooms`.
     pub fn rooms_json(&self) -> String {
-        let mut names: Vec<&Rc<str>> = self
+        let mut names: Vec<&Arc<str>> = self
             .rooms
             .iter()
             .filter(|(_, r)| !r.subscribers.is_empty() || !r.history.is_empty())
@@ -327,7 +327,7 @@ impl Hub {
     /// The presence round: for each room whose counts changed since the
     /// last announcement, the room and its `presence` frame. Rooms left
     /// with nothing are forgotten afterwards.
-    pub fn take_presence(&mut self) -> Vec<(Rc<str>, Vec<u8>)> {
+    pub fn take_presence(&mut self) -> Vec<(Arc<str>, Vec<u8>)> {
         let mut due = std::mem::take(&mut self.presence_dirty);
         due.sort();
         due.dedup();
@@ -363,8 +363,8 @@ impl Hub {
 
     /// Per room, the highest id dropped from its history, for rooms that
     /// dropped any, by name (journal compaction keeps them for `gap`).
-    pub fn dropped_marks(&self) -> Vec<(Rc<str>, u64)> {
-        let mut marks: Vec<(Rc<str>, u64)> = self
+    pub fn dropped_marks(&self) -> Vec<(Arc<str>, u64)> {
+        let mut marks: Vec<(Arc<str>, u64)> = self
             .rooms
             .iter()
             .filter(|(_, r)| r.dropped_up_to > 0)
@@ -399,8 +399,8 @@ mod tests {
     use super::*;
     use crate::log::Draft;
 
-    fn names(list: &[&str]) -> Vec<Rc<str>> {
-        list.iter().map(|n| Rc::from(*n)).collect()
+    fn names(list: &[&str]) -> Vec<Arc<str>> {
+        list.iter().map(|n| Arc::from(*n)).collect()
     }
 
     fn replay(hub: &Hub, rooms: &[&str], last: Option<u64>) -> String {

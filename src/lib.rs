@@ -114,5 +114,5 @@ mod timers;
 
 pub use config::Config;
 pub use handle::{Handle, HandleError};
-pub use server::{Server, Stats};
+pub use server::{Server, Stats, Status};
 pub use sse::Event;

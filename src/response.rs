@@ -2,8 +2,9 @@
 //! an event stream. Pure code: the caller appends the bytes to a
 //! connection's output buffer.
 
+use std::borrow::Cow;
 use std::io::Write;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::hub::json_string;
 
@@ -42,7 +43,7 @@ pub struct Response {
     /// The body (also its `Content-Length`, even for `HEAD`).
     pub body: Vec<u8>,
     /// Headers beyond the usual ones, e.g. `Allow` or `WWW-Authenticate`.
-    pub extra_headers: Vec<(&'static str, String)>,
+    pub extra_headers: Vec<(Cow<'static, str>, String)>,
 }
 
 impl Response {
@@ -73,8 +74,12 @@ impl Response {
     }
 
     /// The same response with one more header.
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
-        self.extra_headers.push((name, value.into()));
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Response {
+        self.extra_headers.push((name.into(), value.into()));
         self
     }
 }
@@ -196,7 +201,7 @@ pub fn created_event_json(id: u64) -> String {
 }
 
 /// The `hello` event's data.
-pub fn hello_json(rooms: &[Rc<str>], agent: bool, heartbeat_ms: u64, last_id: u64) -> String {
+pub fn hello_json(rooms: &[Arc<str>], agent: bool, heartbeat_ms: u64, last_id: u64) -> String {
     let rooms: Vec<String> = rooms.iter().map(|r| json_string(r)).collect();
     format!(
         "{{\"rooms\":[{}],\"role\":\"{}\",\"heartbeat_ms\":{heartbeat_ms},\"last_id\":{last_id}}}",

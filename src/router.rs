@@ -449,7 +449,7 @@ mod tests {
         };
         assert_eq!(
             r.extra_headers,
-            vec![("Allow", "POST, OPTIONS".to_string())]
+            vec![("Allow".into(), "POST, OPTIONS".to_string())]
         );
     }
 }

@@ -1,14 +1,12 @@
 //! The embedding API, used only through the public surface.
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ssehub::hooks::{Decision, RequestKind, StreamNotice};
-use ssehub::{Config, HandleError, Server};
+use ssehub::{Config, HandleError, Server, Status};
 
 fn config() -> Config {
     Config {
@@ -70,11 +68,11 @@ fn publishes_from_several_threads_arrive_complete_and_in_order_per_thread() {
     const EACH: usize = 300;
     let mut server = Server::bind(config()).unwrap();
     let addr = server.local_addr().unwrap();
-    let opened = Rc::new(RefCell::new(0));
+    let opened = Arc::new(Mutex::new(0));
     let seen = opened.clone();
     server.on_stream(move |n| {
         if n.opened {
-            *seen.borrow_mut() += 1
+            *seen.lock().unwrap() += 1
         }
     });
     let reader = std::thread::spawn(move || {
@@ -83,7 +81,7 @@ fn publishes_from_several_threads_arrive_complete_and_in_order_per_thread() {
             t.matches("event: tick").count() >= THREADS * EACH
         })
     });
-    turn_until(&mut server, |_| *opened.borrow() == 1);
+    turn_until(&mut server, |_| *opened.lock().unwrap() == 1);
 
     let handle = server.handle();
     let publishers: Vec<_> = (0..THREADS)
@@ -187,9 +185,9 @@ fn publishing_after_the_server_is_gone_is_an_error() {
 fn hooks_see_streams_and_decide_on_publishes() {
     let mut server = Server::bind(config()).unwrap();
     let addr = server.local_addr().unwrap();
-    let notices: Rc<RefCell<Vec<StreamNotice>>> = Rc::default();
+    let notices: Arc<Mutex<Vec<StreamNotice>>> = Arc::default();
     let log = notices.clone();
-    server.on_stream(move |n| log.borrow_mut().push(n.clone()));
+    server.on_stream(move |n| log.lock().unwrap().push(n.clone()));
     server.authorize(|req| match req.kind {
         RequestKind::Subscribe if req.rooms.iter().any(|r| r == "secret") => Decision::Deny {
             status: 403,
@@ -203,16 +201,16 @@ fn hooks_see_streams_and_decide_on_publishes() {
     });
 
     let stream = open_stream(addr, "room=a&room=b&role=agent");
-    turn_until(&mut server, |_| notices.borrow().len() == 1);
+    turn_until(&mut server, |_| notices.lock().unwrap().len() == 1);
     {
-        let n = &notices.borrow()[0];
+        let n = &notices.lock().unwrap()[0];
         assert!(n.opened && n.agent);
         assert_eq!(n.rooms, ["a", "b"]);
         assert_eq!(n.peer, stream.local_addr().unwrap());
     }
     drop(stream);
-    turn_until(&mut server, |_| notices.borrow().len() == 2);
-    assert!(!notices.borrow()[1].opened);
+    turn_until(&mut server, |_| notices.lock().unwrap().len() == 2);
+    assert!(!notices.lock().unwrap()[1].opened);
 
     let ask = |server: &mut Server, raw: String| -> String {
         let (tx, rx) = mpsc::channel();
@@ -244,4 +242,174 @@ fn hooks_see_streams_and_decide_on_publishes() {
     let allowed = ask(&mut server, post("X-Key: k\r\n"));
     assert!(allowed.starts_with("HTTP/1.1 201 "), "{allowed}");
     assert_eq!(server.stats().events_published, 1);
+}
+
+/// A server is `Send`: built here, run on another thread, stopped and
+/// read from a handle while it runs (this did not compile before: the
+/// hooks were not `Send`).
+#[test]
+fn a_server_moves_to_its_own_thread_and_a_handle_reads_its_stats() {
+    let mut server = Server::bind(config()).unwrap();
+    let addr = server.local_addr().unwrap();
+    assert_ne!(server.config().bind.port(), 0, "the port actually bound");
+    assert_eq!(server.config().bind, addr);
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let seen = opened.clone();
+    server.on_stream(move |n| seen.lock().unwrap().push(n.opened));
+    server.authorize(|_| Decision::Allow);
+    let handle = server.handle();
+    let running = std::thread::spawn(move || server.run());
+
+    let reader = std::thread::spawn(move || {
+        read_stream(open_stream(addr, "room=far"), |t| {
+            t.contains("event: reading")
+        })
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.stats().streams != 1 {
+        assert!(Instant::now() < deadline, "{:?}", handle.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.publish("far", Some("reading"), "21").unwrap();
+    assert!(reader.join().unwrap().contains("data: 21"));
+    while handle.stats().events_published != 1 {
+        assert!(Instant::now() < deadline, "{:?}", handle.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.shutdown().unwrap();
+    running.join().unwrap().unwrap();
+    assert_eq!(
+        handle.stats().streams,
+        0,
+        "stats stay readable after the end"
+    );
+    assert_eq!(*opened.lock().unwrap(), [true, false]);
+}
+
+/// The authoriser reads a decoded query token, ties the stream to a user
+/// id that `on_stream` then hears, and refuses with its own headers.
+#[test]
+fn the_authoriser_reads_the_query_tags_streams_and_sets_headers() {
+    let mut server = Server::bind(config()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let notices: Arc<Mutex<Vec<StreamNotice>>> = Arc::default();
+    let log = notices.clone();
+    server.on_stream(move |n| log.lock().unwrap().push(n.clone()));
+    server.authorize(|req| match req.query_param("token").as_deref() {
+        Some("user 7") => Decision::AllowAs(7),
+        _ => Decision::DenyWith {
+            status: 401,
+            message: "a token is needed".into(),
+            headers: vec![
+                ("WWW-Authenticate".into(), "Bearer".into()),
+                ("Retry-After".into(), "3".into()),
+            ],
+        },
+    });
+    let stream = open_stream(addr, "room=a&token=user%207");
+    turn_until(&mut server, |_| notices.lock().unwrap().len() == 1);
+    assert_eq!(notices.lock().unwrap()[0].tag, Some(7));
+    drop(stream);
+    turn_until(&mut server, |_| notices.lock().unwrap().len() == 2);
+    let closed = notices.lock().unwrap()[1].clone();
+    assert!(!closed.opened);
+    assert_eq!(closed.tag, Some(7), "the close carries the tag too");
+
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut socket = TcpStream::connect(addr).unwrap();
+        socket
+            .write_all(b"GET /events?room=a&token=nope HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        socket.read_to_string(&mut reply).unwrap();
+        tx.send(reply).unwrap();
+    });
+    let reply = loop {
+        server.poll_once(Some(Duration::from_millis(10))).unwrap();
+        if let Ok(reply) = rx.try_recv() {
+            break reply;
+        }
+    };
+    assert!(reply.starts_with("HTTP/1.1 401 "), "{reply}");
+    assert!(
+        reply.contains("\r\nWWW-Authenticate: Bearer\r\n"),
+        "{reply}"
+    );
+    assert!(reply.contains("\r\nRetry-After: 3\r\n"), "{reply}");
+    assert_eq!(
+        notices.lock().unwrap().len(),
+        2,
+        "a refused stream is not reported"
+    );
+}
+
+/// Results that tell the truth: no id for an event nobody will get, and
+/// `poll_once` says when the server has stopped.
+#[test]
+fn publish_after_shutdown_is_an_error_and_poll_once_says_stopped() {
+    let mut server = Server::bind(Config {
+        shutdown_grace: Duration::from_millis(100),
+        ..config()
+    })
+    .unwrap();
+    assert_eq!(
+        server.poll_once(Some(Duration::ZERO)).unwrap(),
+        Status::Running
+    );
+    assert!(server.publish("r", None, "before").is_ok());
+    server.shutdown();
+    assert_eq!(server.publish("r", None, "after"), Err(HandleError::Closed));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.poll_once(Some(Duration::from_millis(10))).unwrap() == Status::Running {
+        assert!(Instant::now() < deadline, "never stopped");
+    }
+    assert!(server.is_finished());
+}
+
+/// Step mode with one poll for host and server: the server's poll is
+/// nested in the host's through its file descriptor, which fires when a
+/// client arrives; the host then gives the server a zero-timeout turn.
+#[test]
+fn the_servers_poll_nests_in_a_host_poll() {
+    use mio::unix::SourceFd;
+    use mio::{Events, Interest, Poll, Token};
+    use std::os::fd::AsRawFd;
+
+    let mut server = Server::bind(config()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut host = Poll::new().unwrap();
+    let mut events = Events::with_capacity(16);
+    host.registry()
+        .register(
+            &mut SourceFd(&server.as_raw_fd()),
+            Token(7),
+            Interest::READABLE,
+        )
+        .unwrap();
+    // Let the server settle its start-up work, so that readiness below is
+    // the client's.
+    while server.timeout() == Duration::ZERO {
+        server.poll_once(Some(Duration::ZERO)).unwrap();
+    }
+    let reader = std::thread::spawn(move || {
+        read_stream(open_stream(addr, "room=nested"), |t| {
+            t.contains("event: hello")
+        })
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut woken = 0;
+    while server.stats().streams == 0 {
+        assert!(Instant::now() < deadline, "the stream never opened");
+        host.poll(&mut events, Some(server.timeout())).unwrap();
+        woken += events.iter().filter(|e| e.token() == Token(7)).count();
+        server.poll_once(Some(Duration::ZERO)).unwrap();
+    }
+    assert!(
+        woken > 0,
+        "the host's poll never saw the server's readiness"
+    );
+    server.shutdown();
+    while server.poll_once(Some(Duration::from_millis(10))).unwrap() == Status::Running {}
+    assert!(reader.join().unwrap().contains("event: hello"));
 }

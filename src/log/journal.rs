@@ -453,7 +453,7 @@ impl Journal {
     pub fn compact<I>(
         &mut self,
         last_id: u64,
-        dropped: &[(std::rc::Rc<str>, u64)],
+        dropped: &[(std::sync::Arc<str>, u64)],
         retained: I,
     ) -> io::Result<()>
     where
@@ -624,7 +624,7 @@ struct Scan {
 }
 
 /// The first line of a compacted journal.
-fn header_line(last_id: u64, dropped: &[(std::rc::Rc<str>, u64)]) -> String {
+fn header_line(last_id: u64, dropped: &[(std::sync::Arc<str>, u64)]) -> String {
     let mut line = format!("{{\"last_id\":{last_id}");
     if !dropped.is_empty() {
         line.push_str(",\"dropped\":{");
@@ -818,8 +818,8 @@ fn record(map: &Map<String, Value>) -> Result<Record, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::rc::Rc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     /// A unique path under the temp folder, removed (with its `.tmp`) on drop.
     struct TempPath(PathBuf);
@@ -846,8 +846,8 @@ mod tests {
         String::from_utf8(fs::read(path).unwrap()).unwrap()
     }
 
-    fn names(list: &[&str]) -> Vec<Rc<str>> {
-        list.iter().map(|n| Rc::from(*n)).collect()
+    fn names(list: &[&str]) -> Vec<Arc<str>> {
+        list.iter().map(|n| Arc::from(*n)).collect()
     }
 
     fn message(id: u64, room: &str, text: &str) -> String {

@@ -19,7 +19,7 @@
 //! - [`JournalLog`] (`--journal FILE`): one JSON line per event, one write
 //!   and one `fdatasync` per loop turn (group commit), read back on start.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::hub::{json_string, Hub, Retained};
 use crate::sse;
@@ -116,9 +116,9 @@ impl Draft {
         };
         Retained {
             id,
-            room: Rc::from(self.room.as_str()),
-            frame: Rc::from(frame),
-            json: Rc::from(json),
+            room: Arc::from(self.room.as_str()),
+            frame: Arc::from(frame),
+            json: Arc::from(json),
         }
     }
 }
@@ -154,7 +154,7 @@ pub enum Settled {
 }
 
 /// Where published events are stored; see the module docs.
-pub trait EventLog {
+pub trait EventLog: Send {
     /// Queues `draft`; no I/O.
     fn append(&mut self, draft: Draft) -> Appended;
 

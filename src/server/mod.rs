@@ -54,8 +54,6 @@ const FLUSH_SLICE: usize = 256;
 const OUT_HIGH_WATER: usize = 256 * 1024;
 /// How long a closing connection is drained before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
-/// How long a graceful shutdown waits for streams to take their bytes.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Pause before accepting again when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Bytes a stream's client may send (it should send none) before it is dropped.
@@ -80,7 +78,25 @@ pub struct Stats {
     pub last_id: u64,
 }
 
+/// Whether the loop goes on after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Serving (or still shutting down): call [`Server::poll_once`] again.
+    Running,
+    /// A shutdown has completed: every connection is closed.
+    Stopped,
+}
+
 /// An SSE server: the whole event loop and its state.
+///
+/// It is `Send`: build it (and plug in its hooks) on one thread, run it on
+/// another. It is not `Sync`: one thread drives it; other threads reach it
+/// through a [`Handle`].
+///
+/// Dropping a server that was not shut down closes every connection at
+/// once, streams included, without flushing what was queued to them; the
+/// browsers reconnect (to whatever listens next) with their `Last-Event-ID`.
+/// Handles then answer [`crate::HandleError::Closed`].
 pub struct Server {
     poll: Poll,
     events: Events,
@@ -198,7 +214,11 @@ impl Server {
             queue: Mutex::new(Vec::new()),
             waker,
             open: AtomicBool::new(true),
+            stats: Mutex::new(Stats::default()),
         });
+        // Port 0 becomes the port actually bound.
+        let mut config = config;
+        config.bind = listener.local_addr()?;
         let now = Instant::now();
         Ok(Server {
             poll,
@@ -245,7 +265,7 @@ impl Server {
     ///     println!("{} {verb} a stream on {:?}", notice.peer, notice.rooms);
     /// });
     /// ```
-    pub fn on_stream(&mut self, hook: impl FnMut(&StreamNotice) + 'static) {
+    pub fn on_stream(&mut self, hook: impl FnMut(&StreamNotice) + Send + 'static) {
         self.app.stream_hook = Some(Box::new(hook));
     }
 
@@ -267,11 +287,15 @@ impl Server {
     ///     _ => Decision::Deny { status: 403, message: "publishing needs x-api-key".into() },
     /// });
     /// ```
-    pub fn authorize(&mut self, authorize: impl FnMut(&RequestInfo<'_>) -> Decision + 'static) {
+    pub fn authorize(
+        &mut self,
+        authorize: impl FnMut(&RequestInfo<'_>) -> Decision + Send + 'static,
+    ) {
         self.app.access.set_authorizer(Box::new(authorize));
     }
 
-    /// The configuration the server runs with.
+    /// The configuration the server runs with; `bind` is the address
+    /// actually bound (a port 0 asked for is the real port here).
     pub fn config(&self) -> &Config {
         &self.app.config
     }
@@ -293,9 +317,7 @@ impl Server {
     /// # Errors
     /// The poll itself fails (not a client's error: those only close that client).
     pub fn run(&mut self) -> io::Result<()> {
-        while !self.is_finished() {
-            self.poll_once(None)?;
-        }
+        while self.poll_once(None)? == Status::Running {}
         Ok(())
     }
 
@@ -310,13 +332,18 @@ impl Server {
     ///
     /// # Errors
     /// [`crate::HandleError::InvalidRoom`] or
-    /// [`crate::HandleError::InvalidEvent`] for bad names.
+    /// [`crate::HandleError::InvalidEvent`] for bad names;
+    /// [`crate::HandleError::Closed`] once a shutdown has begun (nobody
+    /// would receive it).
     pub fn publish(
         &mut self,
         room: &str,
         event: Option<&str>,
         data: &str,
     ) -> Result<u64, crate::HandleError> {
+        if self.timers.shutting_down() {
+            return Err(crate::HandleError::Closed);
+        }
         if !crate::hub::valid_room(room) {
             return Err(crate::HandleError::InvalidRoom);
         }
@@ -335,7 +362,7 @@ impl Server {
     /// thread; returns the id it was given (an id set on `event` is not used).
     ///
     /// # Errors
-    /// [`crate::HandleError::InvalidRoom`] for a bad room.
+    /// As [`Server::publish`].
     pub fn publish_event(
         &mut self,
         room: &str,
@@ -352,7 +379,8 @@ impl Server {
         }
         info!("shutting down: flushing {} streams", self.conns.streams);
         self.shared.close();
-        self.timers.begin_shutdown(Instant::now() + SHUTDOWN_GRACE);
+        self.timers
+            .begin_shutdown(Instant::now() + self.app.config.shutdown_grace);
         if self.listening {
             let _ = self.poll.registry().deregister(&mut self.listener);
             self.listening = false;
@@ -368,12 +396,14 @@ impl Server {
 
     /// One turn of the loop: waits at most `timeout` (`None`: until the
     /// next timer) for readiness, handles it, runs due timers, flushes.
+    /// Returns whether the server goes on ([`Status::Stopped`] once a
+    /// shutdown has completed).
     ///
     /// A zero timeout never blocks.
     ///
     /// # Errors
     /// The poll itself fails.
-    pub fn poll_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    pub fn poll_once(&mut self, timeout: Option<Duration>) -> io::Result<Status> {
         let wait = self.next_wait();
         let wait = timeout.map_or(wait, |t| t.min(wait));
         match self.poll.poll(&mut self.events, Some(wait)) {
@@ -401,7 +431,22 @@ impl Server {
         self.flush_all();
         self.resume();
         self.reap();
-        Ok(())
+        *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()) = self.stats();
+        Ok(if self.is_finished() {
+            Status::Stopped
+        } else {
+            Status::Running
+        })
+    }
+
+    /// How long a host loop may wait before the next [`poll_once`]
+    /// (zero while work is pending). With the server's poll nested in the
+    /// host's own (see the [`AsRawFd`](std::os::fd::AsRawFd) impl), the host
+    /// polls with at most this timeout.
+    ///
+    /// [`poll_once`]: Server::poll_once
+    pub fn timeout(&self) -> Duration {
+        self.next_wait()
     }
 
     /// How long the poll may sleep: until the nearest timer, or not at all
@@ -690,6 +735,18 @@ impl Server {
             // out of the epoll set. It saves a syscall per close.
             drop(conn);
         }
+    }
+}
+
+/// The file descriptor of the server's `Poll` (epoll on Linux): it becomes
+/// readable when the server has work. A host with its own event loop
+/// registers it there (with mio: `SourceFd`, `Interest::READABLE`), and
+/// calls [`Server::poll_once`] with a zero timeout whenever it fires, and
+/// at the latest after [`Server::timeout`]. `examples/step.rs` does this.
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for Server {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.poll.as_raw_fd()
     }
 }
 
