@@ -43,15 +43,34 @@ function check(cond, msg) {
 }
 
 let failed = 0;
+/**
+ * Runs one check and prints its line. A check that failed only on timing (a
+ * TimingError) is run once more: on a machine whose cores are shared, a stall
+ * of a few hundred ms happens, while a proxy that buffers fails every time.
+ * The first attempt's numbers are then part of the line.
+ */
 async function run(name, what, fn) {
-  try {
-    const detail = await fn();
-    console.log(`PASS ${name}: ${what}${detail ? ` (${detail})` : ''}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${what} (${e && e.message ? e.message : e})`);
+  let first;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const detail = await fn();
+      const retried = first ? `; first attempt: ${first.message}` : '';
+      console.log(`PASS ${name}: ${what}${detail || retried ? ` (${detail || ''}${retried})` : ''}`);
+      return;
+    } catch (e) {
+      if (attempt === 1 && e instanceof TimingError) {
+        first = e;
+        continue;
+      }
+      failed++;
+      const retried = first ? `; first attempt: ${first.message}` : '';
+      console.log(`FAIL ${name}: ${what} (${e && e.message ? e.message : e}${retried})`);
+      return;
+    }
   }
 }
+
+class TimingError extends Error {}
 
 /** An HTTP/2 session over TLS (self-signed certificate accepted); fails unless ALPN chose h2. */
 async function connect(url) {
@@ -130,6 +149,15 @@ function openStream(session, path, headers = {}) {
   return s;
 }
 
+/** Judges delivery times: every one within LATENCY_MS, or a TimingError. */
+function latencies(ms) {
+  const sorted = [...ms].sort((a, b) => a - b);
+  const late = ms.filter((t) => t >= LATENCY_MS);
+  if (late.length) throw new TimingError(`${late.length} of ${ms.length} over ${LATENCY_MS} ms: ${ms.map(fmt).join(', ')}`);
+  const median = sorted[Math.floor(sorted.length / 2)];
+  return `${ms.length} events, median ${fmt(median)}, max ${fmt(sorted[sorted.length - 1])}`;
+}
+
 const uniq = () => Math.random().toString(36).slice(2, 10);
 
 async function checkProxy(p) {
@@ -143,18 +171,18 @@ async function checkProxy(p) {
 
   await run(p.name, 'stream over HTTP/2: 200 text/event-stream, not compressed, hello at once', async () => {
     stream = openStream(session, `/events?room=${room}`, { 'accept-encoding': 'gzip, deflate, br' });
-    const hello = await until(() => stream.events.find((e) => e.event === 'hello'), 1000, 'the hello event');
-    const h = stream.head;
+    const h = await until(() => stream.head, 1000, 'the response headers');
     check(h[':status'] === 200, `status ${h[':status']}`);
     check(String(h['content-type']).startsWith('text/event-stream'), `content-type ${h['content-type']}`);
     check(!h['content-encoding'], `content-encoding ${h['content-encoding']}`);
+    const hello = await until(() => stream.events.find((e) => e.event === 'hello'), 1000, 'the hello event');
     return `h2, hello after ${fmt(hello.t - stream.t0)}`;
   });
   if (!stream || !stream.head) return;
 
   await run(p.name, `publish → event through the proxy within ${LATENCY_MS} ms`, async () => {
     const lat = [];
-    for (let n = 0; n < 5; n++) {
+    for (let n = 0; n < 10; n++) {
       const body = `probe ${n} ${uniq()}`;
       const t0 = now();
       const id = await publish(session, room, 'probe', body);
@@ -162,10 +190,7 @@ async function checkProxy(p) {
       check(ev.event === 'probe' && ev.id === String(id), `got event ${ev.event} id ${ev.id}, published id ${id}`);
       lat.push(ev.t - t0);
     }
-    const max = Math.max(...lat);
-    check(max < LATENCY_MS, `latencies ${lat.map(fmt).join(', ')}`);
-    const sorted = [...lat].sort((a, b) => a - b);
-    return `5 events, median ${fmt(sorted[2])}, max ${fmt(max)}`;
+    return latencies(lat);
   });
 
   await run(p.name, 'heartbeats about every second (3 within 3.5 s of opening)', async () => {
@@ -207,18 +232,17 @@ async function checkProxy(p) {
 
   await run(p.name, 'unbuffered even without X-Accel-Buffering, never gzipped (echo upstream)', async () => {
     const s = openStream(echo, '/events?sse=1', { 'accept-encoding': 'gzip, deflate, br' });
-    await until(() => s.ended || s.events.length >= 5, 3000, '5 events from echo.py');
-    check(!s.head['content-encoding'], `content-encoding ${s.head['content-encoding']}`);
-    check(s.events.length === 5, `${s.events.length} events`);
-    // Each event carries the wall-clock time echo.py wrote it.
-    const delays = s.events.map((e) => {
-      const written = Number(e.data.split(' ')[1]) * 1000;
-      return performance.timeOrigin + e.t - written;
-    });
-    const max = Math.max(...delays);
-    check(max < LATENCY_MS, `delays ${delays.map(fmt).join(', ')}`);
-    s.close();
-    return `5 events 200 ms apart, each within ${fmt(max)}`;
+    try {
+      const h = await until(() => s.head, 1000, 'the response headers');
+      check(!h['content-encoding'], `content-encoding ${h['content-encoding']}`);
+      await until(() => s.ended || s.events.length >= 5, 3000, '5 events from echo.py');
+      check(s.events.length === 5, `${s.events.length} events`);
+      // Each event carries the wall-clock time echo.py wrote it.
+      const delays = s.events.map((e) => performance.timeOrigin + e.t - Number(e.data.split(' ')[1]) * 1000);
+      return `5 events 200 ms apart: ${latencies(delays)}`;
+    } finally {
+      s.close();
+    }
   });
 
   await run(p.name, 'X-Forwarded-Proto https, X-Forwarded-For the client, Last-Event-ID passed (echo upstream)', async () => {
