@@ -2,13 +2,13 @@
 # ssehub behind the shipped contrib/nginx.conf and contrib/Caddyfile, over
 # HTTP/2 with TLS, and the shipped contrib/ssehub.service and ssehub.env.
 #
-# Installs what is missing (nginx, caddy, openssl, curl, chromium with apt;
+# Installs what is missing (nginx, caddy, openssl, curl, strace, chromium with apt;
 # playwright-core with `npm ci` from the committed lockfile), makes a
 # self-signed certificate, starts ssehub, echo.py and each proxy twice (once in
 # front of ssehub, once in front of echo.py) on free loopback ports with a
 # temporary copy of the shipped config in which only ports, addresses and
-# certificate paths are substituted, then runs checks.mjs and the systemd
-# checks. The system's own nginx or Caddy service, if any, is left alone: this
+# certificate paths are substituted, then runs checks.mjs and the checks of
+# the systemd unit (systemd-analyze verify and security, strace). The system's own nginx or Caddy service, if any, is left alone: this
 # never uses ports 80/443 or /etc/nginx, /etc/caddy.
 #
 # Usage: bash tests/proxy/run.sh [SSEHUB_BIN]   (default target/release/ssehub)
@@ -37,6 +37,7 @@ missing=()
 command -v caddy >/dev/null || missing+=(caddy)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
+command -v strace >/dev/null || missing+=(strace)
 [[ -x "$chromium" ]] || missing+=(chromium)
 if (( ${#missing[@]} )); then
   echo "run.sh: installing ${missing[*]}" >&2
@@ -297,6 +298,60 @@ else
   fail "systemd: ssehub starts with all of ssehub.env's examples set: $(head -n 1 "$envtest/log")"
 fi
 kill -TERM "$pid_env" 2>/dev/null
+
+# What the unit assumes of the binary, watched with strace: SIGTERM with a
+# stream open ends it cleanly well within TimeoutStopSec=5, and every
+# system call it makes (start, a journaled publish, a stream, the page, the
+# graceful stop) is in SystemCallFilter=@system-service.
+if ! command -v strace >/dev/null || ! command -v systemd-analyze >/dev/null; then
+  skip "systemd: ssehub's system calls and its stop, under strace (needs strace and systemd-analyze)"
+else
+  st="$tmp/strace"
+  mkdir -p "$st"
+  read -r p_st <<<"$(free_ports 1)"
+  strace -f -qq -o "$st/trace" "$bin" --bind "127.0.0.1:$p_st" --journal "$st/journal.jsonl" --log-level warn >"$st/log" 2>&1 &
+  pid_strace=$!
+  pids+=("$pid_strace")
+  if wait_for 10 "$pid_strace" "ssehub under strace" http_ok "http://127.0.0.1:$p_st/healthz"; then
+    pid_traced="$(ps -o pid= --ppid "$pid_strace" | tr -d ' ')"
+    pids+=($pid_traced)
+    curl -s --max-time 2 -o /dev/null -d on "http://127.0.0.1:$p_st/publish?room=lamp&event=state"
+    curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$p_st/"
+    curl -sN --max-time 10 "http://127.0.0.1:$p_st/events?room=lamp" >"$st/stream" 2>/dev/null &
+    pid_curl=$!
+    pids+=("$pid_curl")
+    wait_for 3 "$pid_curl" "a stream's first heartbeat" grep -q '^event: heartbeat' "$st/stream"
+    t0=$(date +%s%N)
+    kill -TERM $pid_traced
+    end=$((SECONDS + 6))
+    while kill -0 "$pid_strace" 2>/dev/null && (( SECONDS < end )); do sleep 0.02; done
+    stop_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    if kill -0 "$pid_strace" 2>/dev/null; then
+      fail "systemd: SIGTERM with a stream open stops ssehub within 5 s (still running after 6 s)"
+    else
+      wait "$pid_strace"
+      code=$?
+      # systemd counts both as a clean stop (SuccessExitStatus= includes
+      # SIGTERM); only the first is ssehub's own graceful stop.
+      if (( code == 0 && stop_ms < 5000 )); then
+        pass "systemd: SIGTERM with a stream open stops ssehub cleanly in $stop_ms ms (status 0; TimeoutStopSec=5)"
+      elif (( code == 128 + 15 && stop_ms < 5000 )); then
+        pass "systemd: SIGTERM with a stream open stops ssehub cleanly in $stop_ms ms (killed by the signal itself: no graceful stop in this binary; TimeoutStopSec=5)"
+      else
+        fail "systemd: SIGTERM with a stream open stops ssehub cleanly within 5 s (status $code after $stop_ms ms)"
+      fi
+      systemd-analyze syscall-filter </dev/null >"$st/groups" 2>/dev/null
+      outside="$(python3 "$here/syscalls.py" "$st/groups" "$st/trace")"
+      case "$outside" in
+        PARSE*) skip "systemd: ssehub's system calls in @system-service (could not read the lists: ${outside#PARSE: })" ;;
+        "- "*) pass "systemd: all ${outside#- } system calls ssehub made are in SystemCallFilter=@system-service" ;;
+        *) fail "systemd: system calls outside SystemCallFilter=@system-service: ${outside% *}" ;;
+      esac
+    fi
+  else
+    fail "systemd: ssehub starts under strace: $(head -n 1 "$st/log")"
+  fi
+fi
 
 if ! command -v systemd-analyze >/dev/null; then
   skip "systemd: systemd-analyze verify ssehub.service (no systemd-analyze here)"
