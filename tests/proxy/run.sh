@@ -2,14 +2,16 @@
 # ssehub behind the shipped contrib/nginx.conf and contrib/Caddyfile, over
 # HTTP/2 with TLS, and the shipped contrib/ssehub.service and ssehub.env.
 #
-# Installs what is missing (nginx, caddy, openssl, curl, strace, chromium with apt;
-# playwright-core with `npm ci` from the committed lockfile), makes a
+# Installs what is missing (nginx, caddy, openssl, curl, strace and chromium
+# with apt; playwright-core with `npm ci` from the committed lockfile), makes a
 # self-signed certificate, starts ssehub, echo.py and each proxy twice (once in
-# front of ssehub, once in front of echo.py) on free loopback ports with a
-# temporary copy of the shipped config in which only ports, addresses and
-# certificate paths are substituted, then runs checks.mjs and the checks of
-# the systemd unit (systemd-analyze verify and security, strace). The system's own nginx or Caddy service, if any, is left alone: this
-# never uses ports 80/443 or /etc/nginx, /etc/caddy.
+# front of ssehub, once in front of echo.py) on free loopback ports, each with
+# a temporary copy of the shipped file in which only ports, addresses and
+# certificate paths are substituted (and, for Caddy, two test-only global
+# options added: loopback only, no admin endpoint). Then it runs checks.mjs
+# and the checks of the systemd unit (variable names, systemd-analyze verify
+# and security, strace). The system's own nginx or Caddy service, if any, is
+# left alone: nothing here uses ports 80/443 or /etc/nginx, /etc/caddy.
 #
 # Usage: bash tests/proxy/run.sh [SSEHUB_BIN]   (default target/release/ssehub)
 # Prints one line per check and "N passed, M failed[, K skipped]"; exits 1 if
