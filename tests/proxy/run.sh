@@ -246,8 +246,13 @@ fi
 if (( ${#json_proxies[@]} )); then
   list="$(IFS=,; echo "[${json_proxies[*]}]")"
   # checks.mjs has its own deadlines; this one only guards against a hang.
+  # In the background with `wait`, so that a TERM or INT to run.sh is acted
+  # on at once (a trap waits for a foreground command to end).
   PROXIES="$list" CHROMIUM="$chromium" \
-    timeout 90 node "$here/checks.mjs" >"$tmp/checks.out" 2>"$tmp/checks.err"
+    timeout 90 node "$here/checks.mjs" >"$tmp/checks.out" 2>"$tmp/checks.err" &
+  pid_node=$!
+  pids+=("$pid_node")
+  wait "$pid_node"
   status=$?
   cat "$tmp/checks.out"
   n_pass=$(grep -c '^PASS ' "$tmp/checks.out")
