@@ -207,15 +207,15 @@ EOF
 
 # start_caddy NAME UPSTREAM_PORT HTTP_PORT HTTPS_PORT
 start_caddy() {
-  local name=$1 up=$2 http=$3 https=$4 binds="127.0.0.1"
-  ((have_v6)) && binds="127.0.0.1 [::1]"
+  local name=$1 up=$2 http=$3 https=$4
   expects=($'\thttp_port 80' $'\thttps_port 443' 'chat.example.com {' '# tls /etc/caddy/ssehub.crt /etc/caddy/ssehub.key'
     'reverse_proxy 127.0.0.1:8080 {')
   # Besides ports, addresses and the certificate, two test-only global
-  # options: loopback addresses only, and no admin endpoint (its port 2019
-  # may be the system Caddy's).
+  # options: loopback only (IPv4 only: Caddy 2.6 binds its HTTP redirect
+  # server to only the last of several default_bind addresses), and no admin
+  # endpoint (its port 2019 may be the system Caddy's).
   render "$contrib/Caddyfile" "$tmp/$name.Caddyfile" \
-    -e "s|^\thttp_port 80\$|\thttp_port $http\n\tdefault_bind $binds\n\tadmin off|" \
+    -e "s|^\thttp_port 80\$|\thttp_port $http\n\tdefault_bind 127.0.0.1\n\tadmin off|" \
     -e "s|^\thttps_port 443\$|\thttps_port $https|" \
     -e "s|^chat.example.com {|127.0.0.1 {|" \
     -e "s|^\t# tls /etc/caddy/ssehub.crt /etc/caddy/ssehub.key\$|\ttls $cert $key|" \
@@ -231,14 +231,28 @@ start_caddy() {
   fi
 }
 
+# check_redirect NAME HTTP_PORT: plain HTTP only sends the browser to HTTPS.
+check_redirect() {
+  local out code loc
+  out="$(curl -s --max-time 2 -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$2/events?room=lobby")"
+  code="${out%% *}" loc="${out#* }"
+  if [[ "$code" =~ ^30[178]$ && "$loc" == https://127.0.0.1*/events?room=lobby ]]; then
+    pass "$1: plain HTTP redirects to HTTPS ($code to $loc)"
+  else
+    fail "$1: plain HTTP redirects to HTTPS (got '$out')"
+  fi
+}
+
 json_proxies=()
 if start_nginx nginx "$p_ssehub" "$p_n1" "$p_n2" && start_nginx nginx-echo "$p_echo" "$p_n3" "$p_n4"; then
   json_proxies+=("{\"name\":\"nginx\",\"url\":\"https://127.0.0.1:$p_n2\",\"echo\":\"https://127.0.0.1:$p_n4\"}")
+  check_redirect nginx "$p_n1"
 else
   fail "nginx: starts with the shipped contrib/nginx.conf"
 fi
 if start_caddy caddy "$p_ssehub" "$p_c1" "$p_c2" && start_caddy caddy-echo "$p_echo" "$p_c3" "$p_c4"; then
   json_proxies+=("{\"name\":\"caddy\",\"url\":\"https://127.0.0.1:$p_c2\",\"echo\":\"https://127.0.0.1:$p_c4\"}")
+  check_redirect caddy "$p_c1"
 else
   fail "caddy: starts with the shipped contrib/Caddyfile"
 fi
