@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/release/ssehub
 FUZZ_SECS ?= 60
 
-.PHONY: run build release test lint unit examples browser fuzz bench soak clean
+.PHONY: run build release test lint unit examples browser proxy fuzz bench soak clean
 
 ## Build and start ssehub with the bundled page on http://127.0.0.1:8080
 run:
@@ -32,6 +32,10 @@ examples:
 
 browser: release
 	bash tests/browser/run.sh $(BIN)
+
+## ssehub behind contrib/'s nginx and Caddy configs over HTTP/2, and its systemd unit
+proxy: release
+	bash tests/proxy/run.sh $(BIN)
 
 ## Fuzz each target for FUZZ_SECS seconds (installs cargo-fuzz when missing)
 fuzz:
