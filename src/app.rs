@@ -442,7 +442,7 @@ impl App {
         if load.streams >= self.config.max_clients {
             // A browser's EventSource gives up for good on an error status,
             // so a full house answers 200 with a retry and closes.
-            let retry_ms = self.busy_retry_ms();
+            let retry_ms = self.spread_retry_ms();
             sse::encode_retry(retry_ms, out);
             let data = format!("{{\"retry_ms\":{retry_ms}}}");
             sse::encode_parts(None, Some("busy"), &data, out);
@@ -479,7 +479,9 @@ impl App {
         Outcome::Stream
     }
 
-    fn busy_retry_ms(&mut self) -> u64 {
+    /// A reconnection delay spread over 2–5 s, so that a crowd told to
+    /// come back (full house, shutdown) does not come back at once.
+    pub fn spread_retry_ms(&mut self) -> u64 {
         // xorshift64: randomised so that a crowd does not come back at once.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use ssehub::config::{self, Command, USAGE};
-use ssehub::Server;
+use ssehub::{Server, Status};
+
+mod signals;
 
 fn main() -> ExitCode {
     let command = match config::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
@@ -62,11 +64,21 @@ fn main() -> ExitCode {
     };
     let addr = server.local_addr().map_or(bind, |a| a);
     log::info!("listening on http://{addr}/ (page: http://{addr}/, stream: http://{addr}/events)");
-    match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ssehub: event loop failed: {e}");
-            ExitCode::from(1)
+    signals::install();
+    let mut stopping = false;
+    loop {
+        if !stopping && signals::stop_requested() {
+            stopping = true;
+            log::info!("signal received: stopping (a second one exits at once)");
+            server.shutdown();
+        }
+        match server.poll_once(None) {
+            Ok(Status::Running) => {}
+            Ok(Status::Stopped) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ssehub: event loop failed: {e}");
+                return ExitCode::from(1);
+            }
         }
     }
 }

@@ -291,3 +291,83 @@ fn environment_configures_and_flags_win() {
     assert_eq!(items.as_array().unwrap().len(), 2, "{items}");
     drop(running);
 }
+
+/// SIGTERM: streams get what was queued and a `retry:` spread over a few
+/// seconds, the process exits 0, and with `--journal` the acknowledged
+/// message is there after a restart.
+#[test]
+fn sigterm_stops_gracefully_spreading_reconnects() {
+    let dir = TempDir::new("sigterm");
+    let journal = dir.path.join("journal.jsonl");
+    let journal = journal.to_str().unwrap();
+    let args = [
+        "--bind",
+        "127.0.0.1:0",
+        "--journal",
+        journal,
+        "--log-level",
+        "info",
+    ];
+    let (mut running, line, _rx) = start(&args, &[]);
+    let addr = address_in(&line);
+    let mut streams: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut client = Client::connect(addr);
+            client.send(b"GET /events?room=bye HTTP/1.1\r\nHost: t\r\n\r\n");
+            client.read_until(b"event: hello");
+            client
+        })
+        .collect();
+    let mut poster = Client::connect(addr);
+    let body = r#"{"room":"bye","user":"ann","text":"kept"}"#;
+    poster.send(
+        format!(
+            "POST /messages HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(poster.read_reply().status, 201);
+
+    let pid = running.0.id().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(kill.success());
+    let mut retries = Vec::new();
+    for stream in &mut streams {
+        let rest = text(&stream.read_to_close());
+        assert!(rest.contains("\"text\":\"kept\""), "{rest}");
+        let retry: u64 = rest
+            .lines()
+            .filter_map(|l| l.strip_prefix("retry: "))
+            .last()
+            .unwrap_or_else(|| panic!("no retry before the close: {rest}"))
+            .parse()
+            .unwrap();
+        assert!((2000..5000).contains(&retry), "{retry}");
+        retries.push(retry);
+    }
+    retries.dedup();
+    assert!(
+        retries.len() > 1,
+        "every stream got the same delay: {retries:?}"
+    );
+    let deadline = Instant::now() + EXIT_DEADLINE;
+    let status = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ssehub did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+
+    let (_again, line, _rx) = start(&args, &[]);
+    let mut client = Client::connect(address_in(&line));
+    client.send(b"GET /messages?room=bye HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let history = client.read_reply().text();
+    assert!(history.contains("\"text\":\"kept\""), "{history}");
+}

@@ -385,10 +385,22 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut self.listener);
             self.listening = false;
         }
+        let cap = self.app.config.stream_buffer;
+        let mut retry = Vec::new();
         for token in self.conns.tokens() {
-            // Streams keep their state so that reaping unsubscribes them;
-            // every connection closes once its bytes are out.
-            if self.conns.live(token).is_some_and(|c| c.out.is_empty()) {
+            let Some(conn) = self.conns.live(token) else {
+                continue;
+            };
+            if conn.is_stream() {
+                // Each browser comes back after its own delay, so a restart
+                // is not met by every client in the same second. The stream
+                // closes once this is flushed.
+                retry.clear();
+                sse::encode_retry(self.app.spread_retry_ms(), &mut retry);
+                self.conns.append(token, &retry, cap);
+            } else if conn.out.is_empty() {
+                // Streams keep their state so that reaping unsubscribes them;
+                // every other connection closes once its bytes are out.
                 self.conns.mark_closing(token, Close::Shutdown);
             }
         }
