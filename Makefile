@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/release/ssehub
 FUZZ_SECS ?= 60
 
-.PHONY: run build release test lint unit examples browser proxy fuzz bench soak clean
+.PHONY: run build release test lint deps unit examples browser proxy fuzz bench soak clean
 
 ## Build and start ssehub with the bundled page on http://127.0.0.1:8080
 run:
@@ -16,15 +16,21 @@ build:
 release:
 	$(CARGO) build --release
 
-## Every test: formatting, lints, docs, unit + integration tests, examples, browser tests
-test: lint unit examples browser
+## Every test: formatting, lints, docs, unit + integration tests, examples,
+## browser tests, and ssehub behind real nginx and Caddy
+test: lint unit examples browser proxy
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
-unit:
+## Test tools outside cargo: PyJWT, the independent JWT implementation
+## tests/token.rs checks ssehub's tokens against
+deps:
+	@python3 -c 'import jwt' 2>/dev/null || python3 -m pip install --quiet 'PyJWT>=2'
+
+unit: deps
 	$(CARGO) test
 
 examples:

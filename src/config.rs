@@ -6,11 +6,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::token::{self, Claims, Grant};
+
 /// The usage text printed by `--help` and after a bad flag.
 pub const USAGE: &str = "\
 Usage: ssehub [--bind ADDR:PORT] [--www DIR] [--heartbeat SECS] [--history N]
               [--max-clients N] [--max-body BYTES] [--publish-token TOKEN]
               [--cors-origin ORIGIN] [--journal FILE] [--log-level LEVEL]
+       ssehub token --user NAME (--agent | --room R [--room R2...]) [--ttl DURATION]
        ssehub --help | --version
 
 A small Server-Sent Events server with a bundled chat page.
@@ -32,7 +35,18 @@ Options:
   -V, --version          print the version
 
 Every flag can also be set as SSEHUB_<FLAG> (e.g. SSEHUB_BIND=0.0.0.0:8080,
-SSEHUB_CORS_ORIGIN=a,b); a flag on the command line wins.";
+SSEHUB_CORS_ORIGIN=a,b); a flag on the command line wins.
+
+ssehub token prints an access token (an HS256 JWT) on stdout. This version
+of the server does not check tokens yet; access control arrives later.
+  --user NAME            the token's display name, 1-64 characters
+  --agent                an agent's token: every room
+  --room R               a token for room R only (repeatable)
+  --ttl DURATION         lifetime: seconds, or 30s, 15m, 12h, 30d
+                         [default: 12h with --agent, else 30d]
+  --auth-secret SECRET   the signing secret, at least 32 characters; better
+                         from SSEHUB_AUTH_SECRET, which other users cannot
+                         see in the process list";
 
 /// Every setting of a server. [`Config::default`] gives the contract's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +118,51 @@ pub enum Command {
     Help,
     /// Print the version and exit 0.
     Version,
+    /// `ssehub token`: print one access token and exit 0.
+    Token(TokenRequest),
+}
+
+/// What `ssehub token` was asked for, already checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    /// The token's `sub`, 1–64 characters.
+    pub user: String,
+    /// Every room as an agent, or the rooms given (each valid, no repeats).
+    pub grant: Grant,
+    /// How long the token is valid from the moment it is minted.
+    pub ttl: Duration,
+    /// The signing secret, at least [`token::MIN_SECRET_CHARS`] characters.
+    pub secret: String,
+}
+
+impl TokenRequest {
+    /// The claims of a token minted at `now_secs` (seconds since the epoch).
+    pub fn claims(&self, now_secs: u64) -> Claims {
+        Claims {
+            sub: self.user.clone(),
+            exp: now_secs.saturating_add(self.ttl.as_secs()),
+            nbf: None,
+            iat: Some(now_secs),
+            grant: self.grant.clone(),
+        }
+    }
+
+    /// The signed token, minted at `now_secs`.
+    pub fn mint(&self, now_secs: u64) -> String {
+        token::sign(&self.claims(now_secs), self.secret.as_bytes())
+    }
+}
+
+// By hand, so that the secret never reaches a log or a test's output.
+impl fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("user", &self.user)
+            .field("grant", &self.grant)
+            .field("ttl", &self.ttl)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
 }
 
 /// A bad flag or value; the binary prints it with the usage and exits 2.
@@ -140,6 +199,8 @@ const FLAGS: &[&str] = &[
 
 /// Parses the arguments (without the program name) and the environment,
 /// looked up through `env` so tests need not touch the process's own.
+/// A first argument `token` parses the `ssehub token` subcommand instead,
+/// which reads only `SSEHUB_AUTH_SECRET` from the environment.
 ///
 /// # Errors
 /// A [`ConfigError`] naming the flag or variable that is unknown, lacks a
@@ -160,6 +221,20 @@ where
     I: IntoIterator<Item = String>,
     E: Fn(&str) -> Option<String>,
 {
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|first| first == "token") {
+        args.next();
+        return parse_token(args, env);
+    }
+    // Access control is not enforced by this server yet, so a secret given
+    // to it would protect nothing: refuse rather than run an open server
+    // that its operator believes is private.
+    if env(AUTH_SECRET_VAR).is_some() {
+        return Err(ConfigError {
+            source: AUTH_SECRET_VAR.into(),
+            message: AUTH_SECRET_NOT_YET.into(),
+        });
+    }
     let mut config = Config::default();
     // Environment first, so flags given on the command line override it.
     for flag in FLAGS {
@@ -176,7 +251,6 @@ where
         }
     }
     let mut cors_from_flags = false;
-    let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
@@ -189,6 +263,12 @@ where
             }
             _ => (arg.clone(), None),
         };
+        if flag == "--auth-secret" {
+            return Err(ConfigError {
+                source: flag,
+                message: AUTH_SECRET_NOT_YET.into(),
+            });
+        }
         if !FLAGS.contains(&flag.as_str()) {
             return Err(ConfigError {
                 source: arg,
@@ -212,6 +292,126 @@ where
         apply(&mut config, &flag, &value, &flag)?;
     }
     Ok(Command::Run(Box::new(config)))
+}
+
+/// The environment variable `ssehub token` takes the secret from.
+const AUTH_SECRET_VAR: &str = "SSEHUB_AUTH_SECRET";
+
+/// Why the server itself refuses a secret for now.
+const AUTH_SECRET_NOT_YET: &str = "only 'ssehub token' takes it for now: \
+     this version of the server does not enforce access control";
+
+/// Parses the arguments after `token`.
+fn parse_token<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+where
+    I: Iterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut user = None;
+    let mut agent = false;
+    let mut rooms: Vec<String> = Vec::new();
+    let mut ttl = None;
+    let mut secret = None;
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_string(), Some(value.to_string()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let bad = |message: String| ConfigError {
+            source: flag.clone(),
+            message,
+        };
+        if flag == "--agent" {
+            if inline.is_some() {
+                return Err(bad("takes no value".into()));
+            }
+            agent = true;
+            continue;
+        }
+        if !["--user", "--room", "--ttl", "--auth-secret"].contains(&flag.as_str()) {
+            // The flag without any `=value`, which may be a mistyped secret.
+            return Err(bad("unknown flag for 'ssehub token'".into()));
+        }
+        let Some(value) = inline.or_else(|| args.next()) else {
+            return Err(bad("needs a value".into()));
+        };
+        match flag.as_str() {
+            "--user" => {
+                if !token::valid_sub(&value) {
+                    return Err(bad(format!(
+                        "must be 1-{} characters",
+                        token::MAX_SUB_CHARS
+                    )));
+                }
+                user = Some(value);
+            }
+            "--room" => {
+                if !token::valid_room_name(&value) {
+                    return Err(bad(format!(
+                        "'{value}' is not a room name (1-64 of A-Z a-z 0-9 _ - .)"
+                    )));
+                }
+                if !rooms.contains(&value) {
+                    rooms.push(value);
+                }
+            }
+            "--ttl" => ttl = Some(token::parse_ttl(&value).map_err(bad)?),
+            _ => secret = Some((value, flag.clone())),
+        }
+    }
+    let user = user.ok_or_else(|| ConfigError {
+        source: "--user".into(),
+        message: "needed: the token's display name".into(),
+    })?;
+    let grant = match (agent, rooms.is_empty()) {
+        (true, false) => {
+            return Err(ConfigError {
+                source: "--agent".into(),
+                message: "cannot be combined with --room".into(),
+            })
+        }
+        (false, true) => {
+            return Err(ConfigError {
+                source: "token".into(),
+                message: "needs --agent or at least one --room R".into(),
+            })
+        }
+        (true, true) => Grant::Agent,
+        (false, false) => Grant::Rooms(rooms),
+    };
+    let (secret, source) = secret
+        .or_else(|| env(AUTH_SECRET_VAR).map(|s| (s, AUTH_SECRET_VAR.to_string())))
+        .ok_or_else(|| ConfigError {
+            source: "--auth-secret".into(),
+            message: format!("needed, or {AUTH_SECRET_VAR} in the environment"),
+        })?;
+    let chars = secret.chars().count();
+    if chars < token::MIN_SECRET_CHARS {
+        // The length only: the secret itself is never printed.
+        return Err(ConfigError {
+            source,
+            message: format!(
+                "must be at least {} characters, got {chars}",
+                token::MIN_SECRET_CHARS
+            ),
+        });
+    }
+    let ttl = ttl.unwrap_or(match grant {
+        Grant::Agent => Duration::from_secs(12 * 3600),
+        Grant::Rooms(_) => Duration::from_secs(30 * 86_400),
+    });
+    Ok(Command::Token(TokenRequest {
+        user,
+        grant,
+        ttl,
+        secret,
+    }))
 }
 
 fn apply(config: &mut Config, flag: &str, value: &str, source: &str) -> Result<(), ConfigError> {
@@ -383,5 +583,162 @@ mod tests {
         let none = |_: &str| None;
         assert_eq!(parse(["-h".to_string()], none), Ok(Command::Help));
         assert_eq!(parse(["--version".to_string()], none), Ok(Command::Version));
+        let token_help = ["token", "--user", "a", "--help"].map(String::from);
+        assert_eq!(parse(token_help, none), Ok(Command::Help));
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn token(args: &[&str], env: &[(&str, &str)]) -> Result<TokenRequest, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let args = std::iter::once("token").chain(args.iter().copied());
+        match parse(args.map(String::from), lookup)? {
+            Command::Token(request) => Ok(request),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn token_for_an_agent_and_for_rooms_with_default_ttls() {
+        let agent = token(
+            &["--user", "Grace", "--agent", "--auth-secret", SECRET],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(agent.user, "Grace");
+        assert_eq!(agent.grant, Grant::Agent);
+        assert_eq!(agent.ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(agent.secret, SECRET);
+        let rooms = token(
+            &["--room=a", "--user=Ada", "--room", "b.c", "--room", "a"],
+            &[("SSEHUB_AUTH_SECRET", SECRET)],
+        )
+        .unwrap();
+        assert_eq!(rooms.grant, Grant::Rooms(vec!["a".into(), "b.c".into()]));
+        assert_eq!(rooms.ttl, Duration::from_secs(30 * 86_400));
+        let short = token(
+            &["--user", "x", "--agent", "--ttl", "15m"],
+            &[("SSEHUB_AUTH_SECRET", SECRET)],
+        )
+        .unwrap();
+        assert_eq!(short.ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn the_flag_wins_over_the_environment_for_the_secret() {
+        let other = "another secret that is long enough!!";
+        let request = token(
+            &["--user", "x", "--agent", "--auth-secret", other],
+            &[("SSEHUB_AUTH_SECRET", "short")],
+        )
+        .unwrap();
+        assert_eq!(request.secret, other);
+    }
+
+    #[test]
+    fn a_minted_token_verifies_with_its_claims() {
+        let request = token(
+            &["--user", "Ada", "--room", "r", "--ttl", "60"],
+            &[("SSEHUB_AUTH_SECRET", SECRET)],
+        )
+        .unwrap();
+        let now = 1_800_000_000;
+        let minted = request.mint(now);
+        let claims = token::verify(&minted, SECRET.as_bytes(), now).unwrap();
+        assert_eq!(claims, request.claims(now));
+        assert_eq!((claims.exp, claims.iat), (now + 60, Some(now)));
+        assert_eq!(claims.grant, Grant::Rooms(vec!["r".into()]));
+        assert_eq!(
+            token::verify(&minted, SECRET.as_bytes(), now + 60),
+            Err(token::TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn bad_token_commands_name_their_flag() {
+        let env_secret = [("SSEHUB_AUTH_SECRET", SECRET)];
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case<'_>] = &[
+            (&["--agent"], &env_secret, "--user"),
+            (&["--user"], &env_secret, "--user"),
+            (&["--user", "", "--agent"], &env_secret, "--user"),
+            (
+                &["--user", &"x".repeat(65), "--agent"],
+                &env_secret,
+                "--user",
+            ),
+            (&["--user", "a"], &env_secret, "token"),
+            (
+                &["--user", "a", "--agent", "--room", "r"],
+                &env_secret,
+                "--agent",
+            ),
+            (&["--user", "a", "--agent=yes"], &env_secret, "--agent"),
+            (&["--user", "a", "--room", "a b"], &env_secret, "--room"),
+            (&["--user", "a", "--room"], &env_secret, "--room"),
+            (
+                &["--user", "a", "--agent", "--ttl", "1w"],
+                &env_secret,
+                "--ttl",
+            ),
+            (
+                &["--user", "a", "--agent", "--ttl", "0"],
+                &env_secret,
+                "--ttl",
+            ),
+            (
+                &["--user", "a", "--agent", "--bind", "x"],
+                &env_secret,
+                "--bind",
+            ),
+            (&["--user", "a", "--agent"], &[], "--auth-secret"),
+            (
+                &["--user", "a", "--agent", "--auth-secret", "short"],
+                &[],
+                "--auth-secret",
+            ),
+            (
+                &["--user", "a", "--agent"],
+                &[("SSEHUB_AUTH_SECRET", "short")],
+                "SSEHUB_AUTH_SECRET",
+            ),
+        ];
+        for (args, env, source) in cases {
+            let err = token(args, env).unwrap_err();
+            assert_eq!(err.source, *source, "{args:?}: {err}");
+        }
+        let err = token(&["--user", "a", "--agent", "--auth-secret", "tiny"], &[]).unwrap_err();
+        assert!(err.message.contains("at least 32"), "{err}");
+        assert!(
+            !err.to_string().contains("tiny"),
+            "the secret leaked: {err}"
+        );
+    }
+
+    #[test]
+    fn the_secret_stays_out_of_debug_output() {
+        let request = token(&["--user", "a", "--agent", "--auth-secret", SECRET], &[]).unwrap();
+        assert!(!format!("{request:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn the_server_refuses_a_secret_it_cannot_enforce_yet() {
+        for (args, env) in [
+            (&["--auth-secret", SECRET][..], &[][..]),
+            (&[&format!("--auth-secret={SECRET}")[..]][..], &[][..]),
+            (&[][..], &[("SSEHUB_AUTH_SECRET", SECRET)][..]),
+        ] {
+            let err = run(args, env).unwrap_err();
+            assert!(err.source.contains("AUTH_SECRET") || err.source == "--auth-secret");
+            assert!(err.message.contains("ssehub token"), "{err}");
+            assert!(
+                !err.to_string().contains(SECRET),
+                "the secret leaked: {err}"
+            );
+        }
     }
 }

@@ -51,6 +51,8 @@
 //!   threads through a queue and one `mio::Waker`.
 //! - [`hooks`]: what a host plugs in — stream open/close notices and an
 //!   authoriser for subscriptions and publishes.
+//! - `token` (internal): access-control tokens — HS256 JWTs signed and
+//!   verified strictly, random visitor rooms, token lifetimes (pure).
 //!
 //! # A first embedded server
 //! Build a [`Server`] from a [`Config`] (every field has the contract's
@@ -92,12 +94,15 @@ pub mod hooks;
 pub mod server;
 pub mod sse;
 
-// The request parser and router are public only so the fuzz targets can
-// reach them; they are not part of the supported API.
+// The request parser, router and token codec are public only so the fuzz
+// targets, the binary and the integration tests can reach them; they are
+// not part of the supported API.
 #[doc(hidden)]
 pub mod request;
 #[doc(hidden)]
 pub mod router;
+#[doc(hidden)]
+pub mod token;
 
 mod access;
 mod app;

@@ -1,6 +1,7 @@
-//! The `ssehub` binary: parse flags, bind, run. Nothing else.
+//! The `ssehub` binary: parse flags, bind, run (or print a token). Nothing else.
 
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ssehub::config::{self, Command, USAGE};
 use ssehub::{Server, Status};
@@ -22,6 +23,13 @@ fn main() -> ExitCode {
         }
         Command::Version => {
             println!("ssehub {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Token(request) => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            println!("{}", request.mint(now));
             return ExitCode::SUCCESS;
         }
         Command::Run(config) => *config,

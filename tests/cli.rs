@@ -340,7 +340,7 @@ fn sigterm_stops_gracefully_spreading_reconnects() {
         let retry: u64 = rest
             .lines()
             .filter_map(|l| l.strip_prefix("retry: "))
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("no retry before the close: {rest}"))
             .parse()
             .unwrap();
