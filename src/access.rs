@@ -1,14 +1,130 @@
-//! Who may do what, decided in one place: the `--publish-token`, CORS
-//! origins, and the host's authoriser. The router only says what a request
-//! is; this module says whether it may happen.
+//! Who may do what, decided in one place: who a request is (its token),
+//! the `--publish-token`, the rooms and role a token grants, CORS origins
+//! and cross-site requests, and the host's authoriser. The router only says
+//! what a request is; this module says whether it may happen.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::hooks::{Authorizer, Decision, RequestInfo, RequestKind};
+use crate::config::{Config, Secret};
+use crate::hooks::{Authorizer, Decision, RequestInfo, RequestKind, Requester};
 use crate::request::{Head, Method};
 use crate::response::Response;
 use crate::router::Action;
+use crate::token::{self, Claims, Grant};
+
+/// The cookie that carries a browser's token.
+pub const COOKIE: &str = "ssehub_token";
+
+/// Who a request is, as far as access control knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// No `--auth-secret`: every room is open to everyone.
+    Open,
+    /// Access control is on and the request has no valid token.
+    Anonymous,
+    /// A customer (or a device or script): these rooms only.
+    Customer(Claims),
+    /// An agent: every room.
+    Agent(Claims),
+    /// The static `--publish-token`: `POST /publish` only.
+    Publisher,
+}
+
+impl Who {
+    fn from_claims(claims: Claims) -> Who {
+        match claims.grant {
+            Grant::Agent => Who::Agent(claims),
+            Grant::Rooms(_) => Who::Customer(claims),
+        }
+    }
+
+    /// The role's name, as `GET /session` and the authoriser see it.
+    pub fn role(&self) -> &'static str {
+        match self {
+            Who::Open | Who::Anonymous => "anonymous",
+            Who::Customer(_) => "customer",
+            Who::Agent(_) => "agent",
+            Who::Publisher => "publisher",
+        }
+    }
+
+    /// The token's claims, if a token was presented.
+    pub fn claims(&self) -> Option<&Claims> {
+        match self {
+            Who::Customer(claims) | Who::Agent(claims) => Some(claims),
+            _ => None,
+        }
+    }
+
+    /// Whether this requester may read and write `room`.
+    fn has_room(&self, room: &str) -> bool {
+        match self {
+            Who::Open | Who::Agent(_) => true,
+            Who::Customer(claims) => match &claims.grant {
+                Grant::Rooms(rooms) => rooms.iter().any(|r| r == room),
+                Grant::Agent => true,
+            },
+            Who::Anonymous | Who::Publisher => false,
+        }
+    }
+}
+
+/// Who a request is, and how it said so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Who.
+    pub who: Who,
+    /// The token came in the cookie (so a cross-site form could send it).
+    pub by_cookie: bool,
+}
+
+/// At most `limit` events per address per window (a minute).
+#[derive(Debug)]
+pub struct RateLimit {
+    limit: u32,
+    window: Duration,
+    /// Per address: when its window started, and its count in it.
+    seen: HashMap<IpAddr, (Instant, u32)>,
+}
+
+impl RateLimit {
+    /// `limit` a minute per address.
+    pub fn per_minute(limit: u32) -> RateLimit {
+        RateLimit {
+            limit,
+            window: Duration::from_secs(60),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// `Err(seconds to wait)` when `ip` has used its allowance; does not count.
+    pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        match self.seen.get(&ip) {
+            Some(&(start, count)) if now < start + self.window && count >= self.limit => {
+                let left = (start + self.window).saturating_duration_since(now);
+                Err(left.as_secs().max(1))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one event for `ip`.
+    pub fn count(&mut self, ip: IpAddr, now: Instant) {
+        // Forget old windows now and then, so the map stays as small as
+        // the set of recent addresses.
+        if self.seen.len() > 10_000 {
+            let window = self.window;
+            self.seen.retain(|_, (start, _)| now < *start + window);
+        }
+        let entry = self.seen.entry(ip).or_insert((now, 0));
+        if now >= entry.0 + self.window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+    }
+}
 
 /// The access rules of one server.
 pub struct Access {
@@ -16,6 +132,8 @@ pub struct Access {
     publish_token: Option<String>,
     /// `--cors-origin` values (`*` allows any origin).
     cors_origins: Vec<String>,
+    /// `--auth-secret`: a private desk when set.
+    secret: Option<Secret>,
     /// The host's authoriser for subscriptions and publishes.
     authorizer: Option<Authorizer>,
 }
@@ -25,6 +143,7 @@ impl std::fmt::Debug for Access {
         f.debug_struct("Access")
             .field("publish_token", &self.publish_token.as_ref().map(|_| "…"))
             .field("cors_origins", &self.cors_origins)
+            .field("private", &self.secret.is_some())
             .field("authorizer", &self.authorizer.is_some())
             .finish()
     }
@@ -36,8 +155,134 @@ impl Access {
         Access {
             publish_token: config.publish_token.clone(),
             cors_origins: config.cors_origins.clone(),
+            secret: config.auth_secret.clone(),
             authorizer: None,
         }
+    }
+
+    /// Whether access control is on (`--auth-secret`).
+    pub fn private(&self) -> bool {
+        self.secret.is_some()
+    }
+
+    /// The signing secret, in private mode.
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
+    }
+
+    /// Who the request is: from `Authorization: Bearer`, else the cookie;
+    /// never from the query string (URLs end up in logs). A token that does
+    /// not verify counts as none.
+    pub fn identify(&self, head: &Head, now_secs: u64) -> Identity {
+        let Some(secret) = &self.secret else {
+            return Identity {
+                who: Who::Open,
+                by_cookie: false,
+            };
+        };
+        let anonymous = |by_cookie| Identity {
+            who: Who::Anonymous,
+            by_cookie,
+        };
+        if let Some(bearer) = bearer(head) {
+            if let Some(publish) = &self.publish_token {
+                if constant_time_eq(bearer.as_bytes(), publish.as_bytes()) {
+                    return Identity {
+                        who: Who::Publisher,
+                        by_cookie: false,
+                    };
+                }
+            }
+            return match token::verify(bearer, secret.as_bytes(), now_secs) {
+                Ok(claims) => Identity {
+                    who: Who::from_claims(claims),
+                    by_cookie: false,
+                },
+                Err(_) => anonymous(false),
+            };
+        }
+        match cookie(head, COOKIE) {
+            Some(value) => match token::verify(value, secret.as_bytes(), now_secs) {
+                Ok(claims) => Identity {
+                    who: Who::from_claims(claims),
+                    by_cookie: true,
+                },
+                Err(_) => anonymous(true),
+            },
+            None => anonymous(false),
+        }
+    }
+
+    /// Private mode, before routing: a cookie-borne `POST` from a foreign
+    /// page is refused (no cross-site request forgery), and an endpoint
+    /// that needs a token is refused without one before its body is read.
+    fn private_gate(&self, head: &Head, id: &Identity) -> Result<(), Response> {
+        if head.method == Method::Post && id.by_cookie {
+            if let Some(origin) = head.origin.as_deref() {
+                let listed = self.cors_origins.iter().any(|o| o == origin);
+                if !listed && !same_origin(head, origin) {
+                    return Err(Response::error(403, "cross-site request refused"));
+                }
+            }
+        }
+        let read = matches!(head.method, Method::Get | Method::Head);
+        let needs_token = match head.path.as_str() {
+            "/events" | "/rooms" => read,
+            "/messages" => read || head.method == Method::Post,
+            "/publish" => head.method == Method::Post,
+            _ => false,
+        };
+        let publisher_here = id.who == Who::Publisher && head.path == "/publish";
+        let anonymous = matches!(id.who, Who::Anonymous | Who::Publisher) && !publisher_here;
+        if needs_token && anonymous {
+            return Err(unauthorized("a valid token is needed"));
+        }
+        Ok(())
+    }
+
+    /// Private mode, after routing: the rooms and role the token grants.
+    pub fn permit(&self, action: &Action, id: &Identity) -> Result<(), Response> {
+        if !self.private() {
+            return Ok(());
+        }
+        let forbidden = |message: &str| Err(Response::error(403, message));
+        match action {
+            Action::Subscribe { rooms, agent, .. } => {
+                if *agent && !matches!(id.who, Who::Agent(_)) {
+                    return forbidden("role=agent needs an agent's token");
+                }
+                match rooms.iter().find(|room| !id.who.has_room(room)) {
+                    Some(_) => forbidden("that room is not yours"),
+                    None => Ok(()),
+                }
+            }
+            Action::PostMessage { room, .. } | Action::History { room, .. } => {
+                if id.who.has_room(room) {
+                    Ok(())
+                } else {
+                    forbidden("that room is not yours")
+                }
+            }
+            Action::Publish { room, .. } => {
+                if id.who == Who::Publisher || id.who.has_room(room) {
+                    Ok(())
+                } else {
+                    forbidden("that room is not yours")
+                }
+            }
+            Action::Rooms => match id.who {
+                Who::Agent(_) => Ok(()),
+                _ => forbidden("the list of rooms is for agents"),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether CORS answers to `cors_origin` carry
+    /// `Access-Control-Allow-Credentials` (private mode, a listed origin;
+    /// `*` never gets credentials).
+    pub fn cors_credentials(&self, cors_origin: Option<&str>) -> bool {
+        self.private() && cors_origin.is_some_and(|o| o != "*")
     }
 
     /// Lets the host decide on subscriptions and publishes.
@@ -47,7 +292,10 @@ impl Access {
 
     /// The checks that come before a request is even routed: a publish
     /// without the right token is refused before its body is looked at.
-    pub fn gate(&self, head: &Head) -> Result<(), Response> {
+    pub fn gate(&self, head: &Head, id: &Identity) -> Result<(), Response> {
+        if self.private() {
+            return self.private_gate(head, id);
+        }
         let publishes =
             head.method == Method::Post && matches!(head.path.as_str(), "/messages" | "/publish");
         if publishes {
@@ -78,6 +326,7 @@ impl Access {
         head: &Head,
         action: &Action,
         peer: SocketAddr,
+        id: &Identity,
     ) -> Result<Option<u64>, Response> {
         let Some(authorize) = self.authorizer.as_mut() else {
             return Ok(None);
@@ -95,6 +344,14 @@ impl Access {
             headers: &head.headers,
             rooms: &rooms,
             peer,
+            requester: (id.who != Who::Open).then(|| Requester {
+                role: id.who.role(),
+                user: id.who.claims().map(|c| c.sub.as_str()),
+                rooms: match id.who.claims().map(|c| &c.grant) {
+                    Some(Grant::Rooms(rooms)) => Some(rooms.as_slice()),
+                    _ => None,
+                },
+            }),
         };
         let (status, message, headers) = match authorize(&info) {
             Decision::Allow => return Ok(None),
@@ -123,21 +380,51 @@ impl Access {
     }
 }
 
-/// `Authorization: Bearer TOKEN` against the `--publish-token`, if one is set.
-pub fn check_publish_token(head: &Head, token: Option<&str>) -> Result<(), Response> {
-    let Some(token) = token else {
-        return Ok(());
-    };
-    let given = head
-        .authorization
+/// The token of `Authorization: Bearer TOKEN`, if any.
+fn bearer(head: &Head) -> Option<&str> {
+    head.authorization
         .as_deref()
         .and_then(|value| {
             value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    match given {
+        .map(str::trim)
+}
+
+/// The value of cookie `name` from the request's `Cookie` headers.
+fn cookie<'a>(head: &'a Head, name: &str) -> Option<&'a str> {
+    head.headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, value)| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim())
+}
+
+/// Whether `origin` is this server's own, as the request's `Host` names it.
+fn same_origin(head: &Head, origin: &str) -> bool {
+    let host = head
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.as_str());
+    let Some(host) = host else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+}
+
+/// `Authorization: Bearer TOKEN` against the `--publish-token`, if one is set.
+pub fn check_publish_token(head: &Head, token: Option<&str>) -> Result<(), Response> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    match bearer(head) {
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
         Some(_) => Err(unauthorized("wrong publish token")),
         None => Err(unauthorized("missing 'Authorization: Bearer TOKEN'")),
@@ -178,6 +465,11 @@ mod tests {
         }
     }
 
+    const OPEN: Identity = Identity {
+        who: Who::Open,
+        by_cookie: false,
+    };
+
     fn access(token: Option<&str>, origins: &[&str]) -> Access {
         Access::new(&Config {
             publish_token: token.map(str::to_string),
@@ -191,7 +483,7 @@ mod tests {
         let guarded = access(Some("t"), &[]);
         let status = |raw: &str| {
             guarded
-                .gate(&head(raw))
+                .gate(&head(raw), &OPEN)
                 .err()
                 .map_or(200, |response| response.status)
         };
@@ -215,7 +507,9 @@ mod tests {
         assert_eq!(status("GET /events HTTP/1.1\r\n\r\n"), 200);
         assert_eq!(status("OPTIONS /publish HTTP/1.1\r\n\r\n"), 200);
         let open = access(None, &[]);
-        assert!(open.gate(&head("POST /publish HTTP/1.1\r\n\r\n")).is_ok());
+        assert!(open
+            .gate(&head("POST /publish HTTP/1.1\r\n\r\n"), &OPEN)
+            .is_ok());
     }
 
     #[test]
@@ -255,15 +549,17 @@ mod tests {
             event: "e".into(),
             data: "d".into(),
         };
-        let refused = rules.ask_host(&h, &publish, peer).expect_err("refused");
+        let refused = rules
+            .ask_host(&h, &publish, peer, &OPEN)
+            .expect_err("refused");
         assert_eq!(refused.status, 403, "a status outside 400-599 becomes 403");
-        assert_eq!(rules.ask_host(&h, &Action::Rooms, peer), Ok(None));
+        assert_eq!(rules.ask_host(&h, &Action::Rooms, peer, &OPEN), Ok(None));
         let subscribe = Action::Subscribe {
             rooms: vec!["r".into()],
             last_id: None,
             agent: false,
         };
-        assert_eq!(rules.ask_host(&h, &subscribe, peer), Ok(None));
+        assert_eq!(rules.ask_host(&h, &subscribe, peer, &OPEN), Ok(None));
     }
 
     #[test]
@@ -291,9 +587,11 @@ mod tests {
             agent: false,
         };
         let good = head("GET /events?key=good HTTP/1.1\r\n\r\n");
-        assert_eq!(rules.ask_host(&good, &subscribe, peer), Ok(Some(42)));
+        assert_eq!(rules.ask_host(&good, &subscribe, peer, &OPEN), Ok(Some(42)));
         let bad = head("GET /events?key=bad HTTP/1.1\r\n\r\n");
-        let refusal = rules.ask_host(&bad, &subscribe, peer).expect_err("refused");
+        let refusal = rules
+            .ask_host(&bad, &subscribe, peer, &OPEN)
+            .expect_err("refused");
         assert_eq!(refusal.status, 401);
         let names: Vec<&str> = refusal
             .extra_headers

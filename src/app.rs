@@ -12,16 +12,17 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::info;
 
-use crate::access::Access;
+use crate::access::{Access, Who};
 use crate::config::Config;
 use crate::conn::Close;
 use crate::hooks::{StreamHook, StreamNotice};
 use crate::hub::{Hub, Retained};
-use crate::log::{Draft, EventLog, Settled};
+use crate::log::{Draft, EventLog, Role, Settled};
 use crate::metrics::{Gauges, Metrics};
 use crate::request::{Head, HttpError, Method};
 use crate::response::{self, Framing, Response};
 use crate::router::{self, Action};
+use crate::session::{Ask, Sessions};
 use crate::sse;
 use crate::static_files::{Lookup, StaticFiles};
 
@@ -66,7 +67,11 @@ pub enum Outcome {
         keep_alive: bool,
     },
     /// The connection is now an event stream (preamble and replay written).
-    Stream,
+    Stream {
+        /// When its token expires (seconds since the epoch): the stream is
+        /// closed then. `None` without access control.
+        expires: Option<u64>,
+    },
     /// A publish waits for the event log; its answer comes with
     /// [`App::settle`], and later requests on the connection wait for it.
     Held,
@@ -90,6 +95,8 @@ struct StreamAsk<'a> {
     agent: bool,
     /// The authoriser's tag for it.
     tag: Option<u64>,
+    /// When its token expires (seconds since the epoch), in private mode.
+    expires: Option<u64>,
 }
 
 /// The `201` a held publish is owed, and how to frame it.
@@ -101,6 +108,7 @@ struct HeldReply {
     keep_alive: bool,
     minor_version: u8,
     cors_origin: Option<String>,
+    cors_credentials: bool,
     /// The request line for the log (empty when info logging is off).
     logged_as: String,
 }
@@ -121,6 +129,8 @@ pub struct App {
     pub metrics: Metrics,
     /// The host's stream open/close hook.
     pub stream_hook: Option<StreamHook>,
+    /// The desk's session endpoints and their rate limits.
+    sessions: Sessions,
     /// Answers owed to publishers, by the log's ticket.
     held: HashMap<u64, HeldReply>,
     /// The authoriser's tags of open streams, by token (only tagged ones).
@@ -154,6 +164,7 @@ impl App {
             statics,
             metrics: Metrics::default(),
             stream_hook: None,
+            sessions: Sessions::new(config.visitor_ttl),
             held: HashMap::new(),
             tags: HashMap::new(),
             committed: Vec::new(),
@@ -172,11 +183,16 @@ impl App {
         load: Load,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        let mut action = match self.access.gate(head) {
-            Ok(()) => router::route(head, body),
+        let now_secs = unix_ms() / 1000;
+        let id = self.access.identify(head, now_secs);
+        let mut action = match self.access.gate(head, &id) {
+            Ok(()) => router::route(head, body, self.access.private()),
             Err(refused) => Action::Reject(refused),
         };
-        let tag = match self.access.ask_host(head, &action, who.peer) {
+        if let Err(refused) = self.access.permit(&action, &id) {
+            action = Action::Reject(refused);
+        }
+        let tag = match self.access.ask_host(head, &action, who.peer, &id) {
             Ok(tag) => tag,
             Err(refused) => {
                 action = Action::Reject(refused);
@@ -189,7 +205,30 @@ impl App {
             keep_alive: head.keep_alive && !load.shutting_down,
             minor_version: head.minor_version,
             cors_origin: cors.as_deref(),
+            cors_credentials: self.access.cors_credentials(cors.as_deref()),
         };
+        let session = |ask| Some(ask);
+        let ask = match action {
+            Action::StartSession { ref name } => session(Ask::Start(name.clone())),
+            Action::Session => session(Ask::Info),
+            Action::Login { ref token } => session(Ask::Login(token.clone())),
+            Action::Logout => session(Ask::Logout),
+            _ => None,
+        };
+        if let Some(ask) = ask {
+            let secret = self.access.secret();
+            let response = self.sessions.answer(
+                ask,
+                &id,
+                head,
+                who.peer.ip(),
+                secret,
+                Instant::now(),
+                now_secs,
+            );
+            self.log_request(who, Some(head), response.status, "");
+            return self.answer(&response, framing, out);
+        }
         let response = match action {
             Action::Subscribe {
                 rooms,
@@ -201,6 +240,7 @@ impl App {
                     last_id,
                     agent,
                     tag,
+                    expires: id.who.claims().map(|claims| claims.exp),
                 };
                 return self.open_stream(who, head, stream, framing, load, out);
             }
@@ -213,8 +253,14 @@ impl App {
                 };
             }
             Action::PostMessage { room, user, text } => {
+                // In private mode the author is the token's, with its role.
+                let (user, role) = match &id.who {
+                    Who::Agent(claims) => (claims.sub.clone(), Some(Role::Agent)),
+                    Who::Customer(claims) => (claims.sub.clone(), Some(Role::Customer)),
+                    _ => (user.unwrap_or_default(), None),
+                };
                 let time = unix_ms();
-                let draft = Draft::message(&room, &user, &text, time);
+                let draft = Draft::message_as(&room, &user, &text, role, time);
                 return self.hold(who, head, draft, Some((room, time)), framing);
             }
             Action::Publish { room, event, data } => {
@@ -246,6 +292,12 @@ impl App {
             ),
             Action::Metrics => Response::prometheus(self.render_metrics(load)),
             Action::Reject(response) => response,
+            Action::StartSession { .. }
+            | Action::Session
+            | Action::Login { .. }
+            | Action::Logout => {
+                unreachable!("answered above")
+            }
         };
         self.log_request(who, Some(head), response.status, "");
         self.answer(&response, framing, out)
@@ -259,6 +311,7 @@ impl App {
             keep_alive: false,
             minor_version: 1,
             cors_origin: cors.as_deref(),
+            cors_credentials: self.access.cors_credentials(cors.as_deref()),
         };
         self.log_request(who, None, error.status(), "");
         self.answer(
@@ -276,6 +329,7 @@ impl App {
             keep_alive: false,
             minor_version: 1,
             cors_origin: None,
+            cors_credentials: false,
         };
         self.answer(&Response::error(408, "request timed out"), framing, out);
     }
@@ -311,6 +365,7 @@ impl App {
                 keep_alive: framing.keep_alive,
                 minor_version: framing.minor_version,
                 cors_origin: framing.cors_origin.map(str::to_string),
+                cors_credentials: framing.cors_credentials,
                 logged_as,
             },
         );
@@ -363,6 +418,7 @@ impl App {
                 keep_alive: reply.keep_alive,
                 minor_version: reply.minor_version,
                 cors_origin: reply.cors_origin.as_deref(),
+                cors_credentials: reply.cors_credentials,
             };
             response::write_response(&response, framing, &mut bytes);
             self.metrics.count_response(response.status);
@@ -432,8 +488,14 @@ impl App {
             last_id,
             agent,
             tag,
+            expires,
         } = ask;
-        response::write_stream_head(head.minor_version, framing.cors_origin, out);
+        response::write_stream_head(
+            head.minor_version,
+            framing.cors_origin,
+            framing.cors_credentials,
+            out,
+        );
         self.metrics.count_response(200);
         if framing.head_only {
             self.log_request(who, Some(head), 200, " (head of stream)");
@@ -476,7 +538,7 @@ impl App {
             });
         }
         self.log_request(who, Some(head), 200, " stream");
-        Outcome::Stream
+        Outcome::Stream { expires }
     }
 
     /// A reconnection delay spread over 2–5 s, so that a crowd told to

@@ -13,6 +13,7 @@ pub const USAGE: &str = "\
 Usage: ssehub [--bind ADDR:PORT] [--www DIR] [--heartbeat SECS] [--history N]
               [--max-clients N] [--max-body BYTES] [--publish-token TOKEN]
               [--cors-origin ORIGIN] [--journal FILE] [--log-level LEVEL]
+              [--auth-secret SECRET] [--visitor-ttl DURATION]
        ssehub token --user NAME (--agent | --room R [--room R2...]) [--ttl DURATION]
        ssehub --help | --version
 
@@ -31,14 +32,19 @@ Options:
   --log-level LEVEL      error, warn, info, debug or trace [default: info]
   --stream-buffer BYTES  per-stream write buffer before a slow reader is cut
                          [default: 262144]
+  --auth-secret SECRET   private customer service: every conversation needs a
+                         token signed with SECRET (at least 32 characters;
+                         better as SSEHUB_AUTH_SECRET, out of the process list)
+  --visitor-ttl DURATION lifetime of a visitor's token: seconds, or 30s, 15m,
+                         12h, 30d [default: 30d]
   -h, --help             print this help
   -V, --version          print the version
 
 Every flag can also be set as SSEHUB_<FLAG> (e.g. SSEHUB_BIND=0.0.0.0:8080,
 SSEHUB_CORS_ORIGIN=a,b); a flag on the command line wins.
 
-ssehub token prints an access token (an HS256 JWT) on stdout. This version
-of the server does not check tokens yet; access control arrives later.
+ssehub token prints an access token (an HS256 JWT) on stdout, for a server
+run with the same --auth-secret.
   --user NAME            the token's display name, 1-64 characters
   --agent                an agent's token: every room
   --room R               a token for room R only (repeatable)
@@ -75,6 +81,12 @@ pub struct Config {
     pub stream_buffer: usize,
     /// Largest request header block in bytes.
     pub max_head: usize,
+    /// With a secret, the server is a private customer-service desk:
+    /// requests need a token signed with it (see the crate docs). `None`:
+    /// every room is open.
+    pub auth_secret: Option<Secret>,
+    /// Lifetime of the token `POST /session` gives a visitor.
+    pub visitor_ttl: Duration,
     /// Time allowed from a connection's accept, or a request's first byte,
     /// to the end of the request's header block.
     pub header_timeout: Duration,
@@ -102,10 +114,41 @@ impl Default for Config {
             log_level: log::LevelFilter::Info,
             stream_buffer: 256 * 1024,
             max_head: 8 * 1024,
+            auth_secret: None,
+            visitor_ttl: Duration::from_secs(30 * 86_400),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(2),
         }
+    }
+}
+
+/// A signing secret: compared and used, never shown (`Debug` hides it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's bytes, for signing and verifying.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(secret: &str) -> Secret {
+        Secret(secret.to_string())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(secret: String) -> Secret {
+        Secret(secret)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
     }
 }
 
@@ -195,6 +238,8 @@ const FLAGS: &[&str] = &[
     "--journal",
     "--log-level",
     "--stream-buffer",
+    "--auth-secret",
+    "--visitor-ttl",
 ];
 
 /// Parses the arguments (without the program name) and the environment,
@@ -226,15 +271,6 @@ where
         args.next();
         return parse_token(args, env);
     }
-    // Access control is not enforced by this server yet, so a secret given
-    // to it would protect nothing: refuse rather than run an open server
-    // that its operator believes is private.
-    if env(AUTH_SECRET_VAR).is_some() {
-        return Err(ConfigError {
-            source: AUTH_SECRET_VAR.into(),
-            message: AUTH_SECRET_NOT_YET.into(),
-        });
-    }
     let mut config = Config::default();
     // Environment first, so flags given on the command line override it.
     for flag in FLAGS {
@@ -263,12 +299,6 @@ where
             }
             _ => (arg.clone(), None),
         };
-        if flag == "--auth-secret" {
-            return Err(ConfigError {
-                source: flag,
-                message: AUTH_SECRET_NOT_YET.into(),
-            });
-        }
         if !FLAGS.contains(&flag.as_str()) {
             return Err(ConfigError {
                 source: arg,
@@ -296,10 +326,6 @@ where
 
 /// The environment variable `ssehub token` takes the secret from.
 const AUTH_SECRET_VAR: &str = "SSEHUB_AUTH_SECRET";
-
-/// Why the server itself refuses a secret for now.
-const AUTH_SECRET_NOT_YET: &str = "only 'ssehub token' takes it for now: \
-     this version of the server does not enforce access control";
 
 /// Parses the arguments after `token`.
 fn parse_token<I, E>(args: I, env: E) -> Result<Command, ConfigError>
@@ -457,6 +483,18 @@ fn apply(config: &mut Config, flag: &str, value: &str, source: &str) -> Result<(
             }
             config.cors_origins.push(value.to_string());
         }
+        "--auth-secret" => {
+            let chars = value.chars().count();
+            if chars < token::MIN_SECRET_CHARS {
+                // The length only: the secret itself is never printed.
+                return Err(bad(format!(
+                    "must be at least {} characters, got {chars}",
+                    token::MIN_SECRET_CHARS
+                )));
+            }
+            config.auth_secret = Some(Secret::from(value));
+        }
+        "--visitor-ttl" => config.visitor_ttl = token::parse_ttl(value).map_err(bad)?,
         "--journal" => {
             if value.is_empty() {
                 return Err(bad("needs a file".into()));
@@ -726,19 +764,31 @@ mod tests {
     }
 
     #[test]
-    fn the_server_refuses_a_secret_it_cannot_enforce_yet() {
+    fn the_server_takes_a_long_secret_and_refuses_a_short_one_without_printing_it() {
         for (args, env) in [
             (&["--auth-secret", SECRET][..], &[][..]),
             (&[&format!("--auth-secret={SECRET}")[..]][..], &[][..]),
             (&[][..], &[("SSEHUB_AUTH_SECRET", SECRET)][..]),
         ] {
-            let err = run(args, env).unwrap_err();
-            assert!(err.source.contains("AUTH_SECRET") || err.source == "--auth-secret");
-            assert!(err.message.contains("ssehub token"), "{err}");
+            let config = run(args, env).unwrap();
+            assert_eq!(config.auth_secret, Some(Secret::from(SECRET)));
             assert!(
-                !err.to_string().contains(SECRET),
-                "the secret leaked: {err}"
+                !format!("{config:?}").contains(SECRET),
+                "Debug shows the secret"
             );
         }
+        let short = "a secret of 31 characters......";
+        for (args, env) in [
+            (&["--auth-secret", short][..], &[][..]),
+            (&[][..], &[("SSEHUB_AUTH_SECRET", short)][..]),
+        ] {
+            let err = run(args, env).unwrap_err();
+            assert!(err.source.contains("AUTH_SECRET") || err.source == "--auth-secret");
+            assert!(err.message.contains("at least 32"), "{err}");
+            assert!(!err.to_string().contains(short), "the secret leaked: {err}");
+        }
+        let ttl = run(&["--visitor-ttl", "2h"], &[]).unwrap();
+        assert_eq!(ttl.visitor_ttl, Duration::from_secs(7200));
+        assert!(run(&["--visitor-ttl", "soon"], &[]).is_err());
     }
 }

@@ -53,11 +53,13 @@ pub enum Close {
     TimedOut,
     /// The server is shutting down.
     Shutdown,
+    /// A stream's token expired.
+    TokenExpired,
 }
 
 impl Close {
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [Close; 8] = [
+    pub const ALL: [Close; 9] = [
         Close::Finished,
         Close::ClientClosed,
         Close::PeerReset,
@@ -66,6 +68,7 @@ impl Close {
         Close::SlowConsumer,
         Close::TimedOut,
         Close::Shutdown,
+        Close::TokenExpired,
     ];
 
     /// The reason as a metric label.
@@ -79,6 +82,7 @@ impl Close {
             Close::SlowConsumer => "slow_consumer",
             Close::TimedOut => "timed_out",
             Close::Shutdown => "shutdown",
+            Close::TokenExpired => "token_expired",
         }
     }
 
@@ -125,6 +129,9 @@ pub struct StreamState {
     /// cap: a history larger than the cap must not cut a new stream before
     /// it had a chance to read. Zero once the buffer first drains.
     pub replay_allowance: usize,
+    /// When its token expires, in seconds since the epoch (private mode):
+    /// the sweep closes it then, and the page renews its token.
+    pub expires: Option<std::num::NonZeroU64>,
 }
 
 /// What one read achieved.
@@ -225,7 +232,7 @@ mod tests {
     fn a_connection_slot_stays_small() {
         use std::mem::size_of;
         assert_eq!(size_of::<OutBuf>(), 32);
-        assert_eq!(size_of::<StreamState>(), 8);
+        assert_eq!(size_of::<StreamState>(), 16);
         assert!(
             size_of::<Option<Conn>>() <= 136,
             "Option<Conn> grew to {} bytes",

@@ -37,6 +37,22 @@ pub struct RequestInfo<'a> {
     pub rooms: &'a [String],
     /// The client's address.
     pub peer: SocketAddr,
+    /// Who the request is, with access control on (`--auth-secret`):
+    /// `None` when every room is open.
+    pub requester: Option<Requester<'a>>,
+}
+
+/// Who a request is, as its token says (access control on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requester<'a> {
+    /// `agent`, `customer`, `anonymous` (no valid token) or `publisher`
+    /// (the static publish token).
+    pub role: &'a str,
+    /// The token's display name (`sub`).
+    pub user: Option<&'a str>,
+    /// The rooms a customer's token grants; `None` for an agent (every
+    /// room) and for requests without a token.
+    pub rooms: Option<&'a [String]>,
 }
 
 impl RequestInfo<'_> {
@@ -62,6 +78,7 @@ impl RequestInfo<'_> {
     ///     headers: &[],
     ///     rooms: &["a".to_string(), "b".to_string()],
     ///     peer: "127.0.0.1:9".parse().unwrap(),
+    ///     requester: None,
     /// };
     /// assert_eq!(info.query_param("token").as_deref(), Some("x+y"));
     /// assert_eq!(info.query_params("room"), ["a", "b"]);

@@ -114,6 +114,7 @@ mod log;
 mod metrics;
 mod outbuf;
 mod response;
+mod session;
 mod static_files;
 mod timers;
 

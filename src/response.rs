@@ -95,6 +95,8 @@ pub struct Framing<'a> {
     pub minor_version: u8,
     /// The allowed `Origin` to echo in CORS headers, if any.
     pub cors_origin: Option<&'a str>,
+    /// Add `Access-Control-Allow-Credentials: true` to the CORS headers.
+    pub cors_credentials: bool,
 }
 
 /// Appends `response` as bytes to `out`.
@@ -108,7 +110,7 @@ pub fn write_response(response: &Response, framing: Framing<'_>, out: &mut Vec<u
     for (name, value) in &response.extra_headers {
         let _ = write!(out, "{name}: {value}\r\n");
     }
-    cors_headers(framing.cors_origin, out);
+    cors_headers(framing.cors_origin, framing.cors_credentials, out);
     connection_header(framing.keep_alive, framing.minor_version, out);
     out.extend_from_slice(b"\r\n");
     if !framing.head_only && response.status != 204 {
@@ -117,14 +119,19 @@ pub fn write_response(response: &Response, framing: Framing<'_>, out: &mut Vec<u
 }
 
 /// Appends the headers that open an event stream (the body follows as events).
-pub fn write_stream_head(minor_version: u8, cors_origin: Option<&str>, out: &mut Vec<u8>) {
+pub fn write_stream_head(
+    minor_version: u8,
+    cors_origin: Option<&str>,
+    cors_credentials: bool,
+    out: &mut Vec<u8>,
+) {
     status_line(200, minor_version, out);
     out.extend_from_slice(
         b"Content-Type: text/event-stream\r\n\
           Cache-Control: no-cache, no-transform\r\n\
           X-Accel-Buffering: no\r\n",
     );
-    cors_headers(cors_origin, out);
+    cors_headers(cors_origin, cors_credentials, out);
     // A stream is read until the server closes it; HTTP/1.0 clients need
     // no chunking, and HTTP/1.1 clients learn that the body ends with the
     // connection.
@@ -141,7 +148,7 @@ pub fn write_continue(out: &mut Vec<u8>) {
 pub fn write_preflight(framing: Framing<'_>, out: &mut Vec<u8>) {
     status_line(204, framing.minor_version, out);
     if framing.cors_origin.is_some() {
-        cors_headers(framing.cors_origin, out);
+        cors_headers(framing.cors_origin, framing.cors_credentials, out);
         out.extend_from_slice(
             b"Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n\
               Access-Control-Allow-Headers: Last-Event-ID, Content-Type, Authorization\r\n\
@@ -162,12 +169,15 @@ fn status_line(status: u16, minor_version: u8, out: &mut Vec<u8>) {
     );
 }
 
-fn cors_headers(origin: Option<&str>, out: &mut Vec<u8>) {
+fn cors_headers(origin: Option<&str>, credentials: bool, out: &mut Vec<u8>) {
     if let Some(origin) = origin {
         let _ = write!(
             out,
             "Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n"
         );
+        if credentials {
+            out.extend_from_slice(b"Access-Control-Allow-Credentials: true\r\n");
+        }
     }
 }
 
@@ -220,6 +230,7 @@ mod tests {
             keep_alive: true,
             minor_version: 1,
             cors_origin: None,
+            cors_credentials: false,
         }
     }
 
@@ -241,6 +252,7 @@ mod tests {
             keep_alive: false,
             minor_version: 0,
             cors_origin: Some("http://a"),
+            cors_credentials: false,
         };
         write_response(&Response::json(200, "[]"), f, &mut out);
         assert_eq!(
@@ -263,7 +275,7 @@ mod tests {
     #[test]
     fn stream_head_bytes() {
         let mut out = Vec::new();
-        write_stream_head(1, None, &mut out);
+        write_stream_head(1, None, false, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"));
         assert!(text.contains("Cache-Control: no-cache, no-transform\r\n"));

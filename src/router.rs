@@ -32,8 +32,9 @@ pub enum Action {
     PostMessage {
         /// Room to post to.
         room: String,
-        /// Author.
-        user: String,
+        /// Author as the body names it; `None` in private mode, where the
+        /// author is the token's.
+        user: Option<String>,
         /// Text of the message.
         text: String,
     },
@@ -65,13 +66,28 @@ pub enum Action {
     Preflight,
     /// Serve a file of the page (the server looks the path up).
     Static,
+    /// `POST /session`: start or keep a visitor's conversation.
+    StartSession {
+        /// The visitor's display name, if the body gives one.
+        name: Option<String>,
+    },
+    /// `GET /session`: who the request is.
+    Session,
+    /// `POST /login`: set this token as the cookie.
+    Login {
+        /// The token from the body.
+        token: String,
+    },
+    /// `POST /logout`: clear the cookie.
+    Logout,
     /// Answer with this error response.
     Reject(Response),
 }
 
 /// Routes one request: what it asks for, checked for shape. Whether it may
-/// happen is `access`'s decision.
-pub fn route(head: &Head, body: &[u8]) -> Action {
+/// happen is `access`'s decision. In `private` mode (`--auth-secret`) a
+/// message's author comes from its token, so the body's `user` is ignored.
+pub fn route(head: &Head, body: &[u8], private: bool) -> Action {
     if head.method == Method::Options {
         return Action::Preflight;
     }
@@ -79,6 +95,8 @@ pub fn route(head: &Head, body: &[u8]) -> Action {
         "/events" | "/rooms" | "/healthz" | "/metrics" => "GET, HEAD, OPTIONS",
         "/messages" => "GET, HEAD, POST, OPTIONS",
         "/publish" => "POST, OPTIONS",
+        "/session" => "GET, HEAD, POST, OPTIONS",
+        "/login" | "/logout" => "POST, OPTIONS",
         _ => {
             return match head.method {
                 Method::Get | Method::Head => Action::Static,
@@ -93,8 +111,12 @@ pub fn route(head: &Head, body: &[u8]) -> Action {
         ("/rooms", true, _) => Ok(Action::Rooms),
         ("/healthz", true, _) => Ok(Action::Health),
         ("/metrics", true, _) => Ok(Action::Metrics),
-        ("/messages", false, Method::Post) => post_message(head, body),
+        ("/messages", false, Method::Post) => post_message(head, body, private),
         ("/publish", false, Method::Post) => publish(head, body),
+        ("/session", true, _) => Ok(Action::Session),
+        ("/session", false, Method::Post) => start_session(head, body),
+        ("/login", false, Method::Post) => login(head, body),
+        ("/logout", false, Method::Post) => Ok(Action::Logout),
         _ => return method_not_allowed(allow),
     };
     result.unwrap_or_else(Action::Reject)
@@ -197,7 +219,13 @@ fn history(head: &Head) -> Result<Action, Response> {
     Ok(Action::History { room, after, limit })
 }
 
-fn post_message(head: &Head, body: &[u8]) -> Result<Action, Response> {
+/// A JSON body's object, or the 415 / 400 it earns. An empty body is an
+/// empty object when `empty_ok`.
+fn json_object(
+    head: &Head,
+    body: &[u8],
+    empty_ok: bool,
+) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
     if let Some(content_type) = &head.content_type {
         let media = content_type
             .split(';')
@@ -212,25 +240,48 @@ fn post_message(head: &Head, body: &[u8]) -> Result<Action, Response> {
             ));
         }
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| bad("body must be a JSON object"))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| bad("body must be a JSON object"))?;
-    let field = |name: &str| -> Result<Option<&str>, Response> {
-        match object.get(name) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(bad(&format!("'{name}' must be a string"))),
-        }
-    };
+    if empty_ok && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(object)) => Ok(object),
+        _ => Err(bad("body must be a JSON object")),
+    }
+}
+
+/// A string field of a JSON object: absent (or null), a string, or a 400.
+fn string_field<'a>(
+    object: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Option<&'a str>, Response> {
+    match object.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(bad(&format!("'{name}' must be a string"))),
+    }
+}
+
+fn check_user(user: &str, name: &str) -> Result<(), Response> {
+    let chars = user.chars().count();
+    if chars == 0 || chars > MAX_USER_CHARS {
+        return Err(bad(&format!("'{name}' must be 1-64 characters")));
+    }
+    Ok(())
+}
+
+fn post_message(head: &Head, body: &[u8], private: bool) -> Result<Action, Response> {
+    let object = json_object(head, body, false)?;
+    let field = |name: &str| string_field(&object, name);
     let room = field("room")?.unwrap_or(DEFAULT_ROOM).to_string();
     check_room(&room)?;
-    let user = field("user")?.ok_or_else(|| bad("'user' is required"))?;
+    let user = if private {
+        None
+    } else {
+        Some(field("user")?.ok_or_else(|| bad("'user' is required"))?)
+    };
     let text = field("text")?.ok_or_else(|| bad("'text' is required"))?;
-    let user_chars = user.chars().count();
-    if user_chars == 0 || user_chars > MAX_USER_CHARS {
-        return Err(bad("'user' must be 1-64 characters"));
+    if let Some(user) = user {
+        check_user(user, "user")?;
     }
     let text_chars = text.chars().count();
     if text_chars == 0 || text_chars > MAX_TEXT_CHARS {
@@ -238,8 +289,27 @@ fn post_message(head: &Head, body: &[u8]) -> Result<Action, Response> {
     }
     Ok(Action::PostMessage {
         room,
-        user: user.to_string(),
+        user: user.map(str::to_string),
         text: text.to_string(),
+    })
+}
+
+fn start_session(head: &Head, body: &[u8]) -> Result<Action, Response> {
+    let object = json_object(head, body, true)?;
+    let name = string_field(&object, "name")?;
+    if let Some(name) = name {
+        check_user(name, "name")?;
+    }
+    Ok(Action::StartSession {
+        name: name.map(str::to_string),
+    })
+}
+
+fn login(head: &Head, body: &[u8]) -> Result<Action, Response> {
+    let object = json_object(head, body, false)?;
+    let token = string_field(&object, "token")?.ok_or_else(|| bad("'token' is required"))?;
+    Ok(Action::Login {
+        token: token.to_string(),
     })
 }
 
@@ -297,7 +367,7 @@ mod tests {
     fn subscribe_parameters() {
         let h = head("GET /events?room=a&room=b&room=a&lastEventId=7&role=agent HTTP/1.1\r\n\r\n");
         assert_eq!(
-            route(&h, b""),
+            route(&h, b"", false),
             Action::Subscribe {
                 rooms: vec!["a".into(), "b".into()],
                 last_id: Some(7),
@@ -306,7 +376,7 @@ mod tests {
         );
         let h = head("GET /events?last_event_id=3 HTTP/1.1\r\nLast-Event-ID: 9\r\n\r\n");
         assert_eq!(
-            route(&h, b""),
+            route(&h, b"", false),
             Action::Subscribe {
                 rooms: vec!["lobby".into()],
                 last_id: Some(9),
@@ -315,7 +385,7 @@ mod tests {
         );
         let h = head("GET /events HTTP/1.1\r\nLast-Event-ID: abc\r\n\r\n");
         assert!(matches!(
-            route(&h, b""),
+            route(&h, b"", false),
             Action::Subscribe { last_id: None, .. }
         ));
     }
@@ -412,7 +482,7 @@ mod tests {
             assert_eq!(
                 status(
                     &crate::access::check_publish_token(&h, *token)
-                        .map_or_else(Action::Reject, |()| route(&h, body))
+                        .map_or_else(Action::Reject, |()| route(&h, body, false))
                 ),
                 *expected,
                 "{line} {headers:?}"
@@ -424,15 +494,21 @@ mod tests {
     fn text_length_counts_characters() {
         let json = |text: &str| format!(r#"{{"user":"u","text":"{text}"}}"#);
         let h = head("POST /messages HTTP/1.1\r\n\r\n");
-        assert_eq!(status(&route(&h, json(&"é".repeat(4000)).as_bytes())), 200);
-        assert_eq!(status(&route(&h, json(&"é".repeat(4001)).as_bytes())), 400);
+        assert_eq!(
+            status(&route(&h, json(&"é".repeat(4000)).as_bytes(), false)),
+            200
+        );
+        assert_eq!(
+            status(&route(&h, json(&"é".repeat(4001)).as_bytes(), false)),
+            400
+        );
     }
 
     #[test]
     fn publish_normalises_line_ends() {
         let h = head("POST /publish?room=s&event=reading HTTP/1.1\r\n\r\n");
         assert_eq!(
-            route(&h, b"a\r\nb\rc\n"),
+            route(&h, b"a\r\nb\rc\n", false),
             Action::Publish {
                 room: "s".into(),
                 event: "reading".into(),
@@ -444,7 +520,7 @@ mod tests {
     #[test]
     fn wrong_method_names_allowed_ones() {
         let h = head("PUT /publish HTTP/1.1\r\n\r\n");
-        let Action::Reject(r) = route(&h, b"") else {
+        let Action::Reject(r) = route(&h, b"", false) else {
             panic!()
         };
         assert_eq!(

@@ -413,3 +413,51 @@ fn the_servers_poll_nests_in_a_host_poll() {
     while server.poll_once(Some(Duration::from_millis(10))).unwrap() == Status::Running {}
     assert!(reader.join().unwrap().contains("event: hello"));
 }
+
+/// With access control on, the authoriser sees who the request is.
+#[test]
+fn the_authoriser_sees_the_requester_of_a_private_desk() {
+    let secret = "an embedder's secret of 32+ characters";
+    let mut server = Server::bind(Config {
+        auth_secret: Some(secret.into()),
+        ..config()
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    server.authorize(move |req| {
+        let who = req.requester.expect("private mode names the requester");
+        log.lock().unwrap().push(format!(
+            "{} {} {:?}",
+            who.role,
+            who.user.unwrap_or("-"),
+            who.rooms
+        ));
+        Decision::Allow
+    });
+    let claims = ssehub::token::Claims {
+        sub: "Carla".into(),
+        exp: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60,
+        nbf: None,
+        iat: None,
+        grant: ssehub::token::Grant::Rooms(vec!["v-1".into()]),
+    };
+    let token = ssehub::token::sign(&claims, secret.as_bytes());
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket
+        .write_all(
+            format!("GET /events?room=v-1 HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    turn_until(&mut server, |s| s.stats().streams == 1);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["customer Carla Some([\"v-1\"])".to_string()]
+    );
+}

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use log::{error, info, warn};
 use serde_json::{Map, Value};
 
-use super::{Appended, Draft, EventLog, Settled};
+use super::{Appended, Draft, EventLog, Role, Settled};
 use crate::hub::{self, Hub, Retained};
 use crate::sse;
 
@@ -72,6 +72,8 @@ pub enum Record {
         text: String,
         /// When, in milliseconds since the Unix epoch.
         time: u64,
+        /// `agent` or `customer`, for messages of a private desk.
+        role: Option<Role>,
     },
     /// A custom event (`POST /publish` or a handle).
     Event {
@@ -125,8 +127,9 @@ impl Record {
                 user,
                 text,
                 time,
+                role,
                 ..
-            } => Draft::message(room, user, text, *time),
+            } => Draft::message_as(room, user, text, *role, *time),
             Record::Event {
                 room,
                 event,
@@ -792,12 +795,19 @@ fn record(map: &Map<String, Value>) -> Result<Record, &'static str> {
         .ok_or("no integer \"time\"")?;
     let room = room.to_string();
     if let (Some(user), Some(text)) = (text("user"), text("text")) {
+        let role = match map.get("role").and_then(Value::as_str) {
+            None => None,
+            Some("agent") => Some(Role::Agent),
+            Some("customer") => Some(Role::Customer),
+            Some(_) => return Err("\"role\" is neither agent nor customer"),
+        };
         return Ok(Record::Message {
             id,
             room,
             user: user.to_string(),
             text: text.to_string(),
             time,
+            role,
         });
     }
     if let (Some(event), Some(data)) = (text("event"), text("data")) {
@@ -1024,7 +1034,8 @@ mod tests {
                 room: "a".into(),
                 user: "u".into(),
                 text: "two".into(),
-                time: 2
+                time: 2,
+                role: None,
             },
             "the first line of an id wins"
         );

@@ -50,6 +50,9 @@ pub enum Body {
         user: String,
         /// Text.
         text: String,
+        /// `agent` or `customer` in private mode (from the token); `None`
+        /// in open mode, where the item has no `role`.
+        role: Option<Role>,
     },
     /// `POST /publish` or a handle: data sent as given (line ends already LF).
     Event {
@@ -60,14 +63,40 @@ pub enum Body {
     },
 }
 
+/// Who wrote a message, in private mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A customer-service agent.
+    Agent,
+    /// A customer (or a device or script with a room token).
+    Customer,
+}
+
+impl Role {
+    /// As the message's JSON says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Customer => "customer",
+        }
+    }
+}
+
 impl Draft {
-    /// A chat message.
+    /// A chat message of open mode (no role).
+    #[cfg(test)]
     pub fn message(room: &str, user: &str, text: &str, time: u64) -> Draft {
+        Draft::message_as(room, user, text, None, time)
+    }
+
+    /// A chat message, with its author's role in private mode.
+    pub fn message_as(room: &str, user: &str, text: &str, role: Option<Role>, time: u64) -> Draft {
         Draft {
             room: room.to_string(),
             body: Body::Message {
                 user: user.to_string(),
                 text: text.to_string(),
+                role,
             },
             time,
         }
@@ -89,9 +118,13 @@ impl Draft {
     /// and replay) and its JSON item (`GET /messages`, the journal).
     pub fn encode(&self, id: u64) -> Retained {
         let (json, frame) = match &self.body {
-            Body::Message { user, text } => {
+            Body::Message { user, text, role } => {
+                let role = match role {
+                    Some(role) => format!(",\"role\":\"{}\"", role.as_str()),
+                    None => String::new(),
+                };
                 let json = format!(
-                    "{{\"id\":{id},\"room\":{},\"user\":{},\"text\":{},\"time\":{}}}",
+                    "{{\"id\":{id},\"room\":{},\"user\":{},\"text\":{},\"time\":{}{role}}}",
                     json_string(&self.room),
                     json_string(user),
                     json_string(text),
@@ -202,5 +235,10 @@ mod tests {
             "{\"id\":102,\"room\":\"b\",\"event\":\"reading\",\"data\":\"t=1\\nh=2\",\"time\":6}"
         );
         assert_eq!((&*event.room, event.id), ("b", 102));
+        let answer = Draft::message_as("c", "Sam", "hello", Some(Role::Agent), 7).encode(103);
+        assert_eq!(
+            &*answer.json,
+            "{\"id\":103,\"room\":\"c\",\"user\":\"Sam\",\"text\":\"hello\",\"time\":7,\"role\":\"agent\"}"
+        );
     }
 }

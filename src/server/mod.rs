@@ -608,10 +608,17 @@ impl Server {
     /// whose request had begun is answered 408 first.
     fn sweep(&mut self) {
         let now = self.now;
+        let now_secs = unix_ms() / 1000;
         for token in self.conns.tokens() {
             let Some(conn) = self.conns.live(token) else {
                 continue;
             };
+            if let State::Stream(stream) = &conn.state {
+                if stream.expires.is_some_and(|at| now_secs >= at.get()) {
+                    self.conns.mark_closing(token, Close::TokenExpired);
+                }
+                continue;
+            }
             if conn.deadline.is_none_or(|d| now < d) {
                 continue;
             }

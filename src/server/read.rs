@@ -164,12 +164,15 @@ impl Server {
     fn carry_out(&mut self, token: usize, outcome: Outcome) {
         match outcome {
             Outcome::Answered { keep_alive } => self.answered(token, keep_alive),
-            Outcome::Stream => {
+            Outcome::Stream { expires } => {
                 let Some(conn) = self.conns.live(token) else {
                     return;
                 };
                 let replay_allowance = conn.out.len();
-                conn.state = State::Stream(StreamState { replay_allowance });
+                conn.state = State::Stream(StreamState {
+                    replay_allowance,
+                    expires: expires.and_then(std::num::NonZeroU64::new),
+                });
                 conn.deadline = None;
                 self.conns.streams += 1;
                 self.conns.queue_reply(token);
