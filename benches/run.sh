@@ -8,7 +8,7 @@
 #
 # Environment:
 #   BENCH_RUNS=2          runs per scenario
-#   BENCH_ONLY="S1 S3"    only these scenarios (S1 S2-100 S2-1000 S3 S4)
+#   BENCH_ONLY="S1 S3"    only these scenarios (S1 S2-100 S2-1000 S3 S4 S6)
 #   BENCH_SERVER=path     server binary (default: the release build)
 #   BENCH_NO_BUILD=1      skip the two cargo builds
 #   BENCH_QUIET_PCT=30    before each run, wait until other processes use less
@@ -61,6 +61,10 @@ SCENARIOS=(
     "S2-1000|--heartbeat 1|--streams 1000 --idle 1 --messages 2000 --rate 1000"
     "S3|--heartbeat 1|--streams 10000 --idle 1 --messages 200 --rate 100"
     "S4|--heartbeat 1|--streams 1000 --idle 1 --inflight 8 --duration 10"
+    # S6: 10,000 streams of one room close in one burst; the server's CPU until
+    # /healthz counts 0 streams. Heartbeats off, so none falls in that window.
+    # (S5 is kept for a reconnect storm.)
+    "S6|--heartbeat 0|--streams 10000 --idle 1 --close-all"
 )
 
 RESULTS=$OUT/results.jsonl
