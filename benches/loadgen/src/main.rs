@@ -30,7 +30,7 @@ use stats::{BitSet, Histogram, ProcSample};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,7 @@ usage: loadgen --server 127.0.0.1:PORT [options]
   --close-all            after the idle hold, close every stream in one burst and measure
                          the server's CPU until GET /healthz counts 0 streams (no publishing)
   --close-timeout SECS   stop waiting for those 0 streams after this long (default 30)
+  --close-reset          with --close-all: abortive closes (SO_LINGER 0, RST instead of FIN)
   --room NAME            room to use (default: a fresh bench-PID-TIME, so history is empty)
   --wait-ready SECS      wait until the server accepts connections (default 10)
   --json                 print only the JSON line
@@ -97,6 +98,7 @@ struct Args {
     json_only: bool,
     close_all: bool,
     close_timeout: f64,
+    close_reset: bool,
 }
 
 fn die(msg: &str) -> ! {
@@ -127,6 +129,7 @@ fn parse_args() -> Args {
         json_only: false,
         close_all: false,
         close_timeout: 30.0,
+        close_reset: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -144,6 +147,11 @@ fn parse_args() -> Args {
         }
         if flag == "--close-all" {
             a.close_all = true;
+            i += 1;
+            continue;
+        }
+        if flag == "--close-reset" {
+            a.close_reset = true;
             i += 1;
             continue;
         }
@@ -572,12 +580,29 @@ impl Runner {
     }
 
     /// Closes every socket of a stream in one burst, in opening order, as a
-    /// plain `close(2)` each (no deregister: closing leaves the epoll set).
+    /// plain `close(2)` each (no deregister: closing leaves the epoll set);
+    /// with `reset`, an abortive close (`SO_LINGER` 0: RST instead of FIN).
     /// Returns how many of them were open streams (had their hello).
-    fn close_every_stream(&mut self) -> u64 {
+    fn close_every_stream(&mut self, reset: bool) -> u64 {
         let mut closed = 0;
         for sub in self.subs.iter_mut() {
             if let Some(sock) = sub.sock.take() {
+                if reset {
+                    let lg = libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    // SAFETY: a valid socket and a linger struct of the right size.
+                    unsafe {
+                        libc::setsockopt(
+                            sock.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            &lg as *const _ as *const libc::c_void,
+                            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                        );
+                    }
+                }
                 drop(sock);
                 if sub.hello && sub.state == SubState::Body {
                     closed += 1;
@@ -1557,6 +1582,7 @@ fn main() {
             ("server_streams_before_close", json!(cl.server_before)),
             ("server_streams_after_close", json!(cl.server_after)),
             ("close_complete", json!(cl.complete)),
+            ("close_reset", json!(a.close_reset)),
             ("close_burst_ms", json!(round(cl.burst_ms, 2))),
             ("close_wall_ms", json!(round(cl.wall_ms, 2))),
             (
@@ -1659,7 +1685,7 @@ fn mass_close(r: &mut Runner, a: &Args) -> CloseRun {
     cl.s0 = sample(a.pid);
     cl.ns0 = close::sched_ns(a.pid);
     let t0 = Instant::now();
-    cl.closed = r.close_every_stream();
+    cl.closed = r.close_every_stream(a.close_reset);
     cl.burst_ms = t0.elapsed().as_secs_f64() * 1e3;
     let until = t0 + Duration::from_secs_f64(a.close_timeout);
     let mut errors = 0;
