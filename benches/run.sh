@@ -8,7 +8,8 @@
 #
 # Environment:
 #   BENCH_RUNS=2          runs per scenario
-#   BENCH_ONLY="S1 S3"    only these scenarios (S1 S2-100 S2-1000 S3 S4)
+#   BENCH_ONLY="S1 S3"    only these scenarios (S1 S2-100 S2-1000 S3 S4 S6 S6-rst);
+#                         a name before its "-" picks every variant (S6: S6 and S6-rst)
 #   BENCH_SERVER=path     server binary (default: the release build)
 #   BENCH_NO_BUILD=1      skip the two cargo builds
 #   BENCH_QUIET_PCT=30    before each run, wait until other processes use less
@@ -61,6 +62,12 @@ SCENARIOS=(
     "S2-1000|--heartbeat 1|--streams 1000 --idle 1 --messages 2000 --rate 1000"
     "S3|--heartbeat 1|--streams 10000 --idle 1 --messages 200 --rate 100"
     "S4|--heartbeat 1|--streams 1000 --idle 1 --inflight 8 --duration 10"
+    # S6: 10,000 streams of one room close in one burst; the server's CPU until
+    # /healthz counts 0 streams. Heartbeats off, so none falls in that window.
+    # S6 closes gracefully (FIN), S6-rst abortively (RST: less kernel work per
+    # close, so the server's own share shows more). S5 is kept for a reconnect storm.
+    "S6|--heartbeat 0|--streams 10000 --idle 1 --close-all"
+    "S6-rst|--heartbeat 0|--streams 10000 --idle 1 --close-all --close-reset"
 )
 
 RESULTS=$OUT/results.jsonl
@@ -113,7 +120,9 @@ stop_server() {
 for run in $(seq 1 "$RUNS"); do
     for spec in "${SCENARIOS[@]}"; do
         IFS='|' read -r name sflags lflags <<<"$spec"
-        if [ -n "$ONLY" ] && ! [[ " $ONLY " == *" $name "* ]]; then continue; fi
+        if [ -n "$ONLY" ] && ! [[ " $ONLY " == *" $name "* || " $ONLY " == *" ${name%%-*} "* ]]; then
+            continue
+        fi
         wait_quiet
         port=$("$LOADGEN" free-port) || { echo "bench: no free port" >&2; exit 1; }
         log=$OUT/$name-run$run

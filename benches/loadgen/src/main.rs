@@ -10,9 +10,14 @@
 //! come from /proc/PID before, after connecting, after the idle hold and after
 //! publishing. It prints a table and one JSON line. Every run is bounded in
 //! time (`--deadline`) and stops by itself; it talks to loopback only.
+//!
+//! With `--close-all` (scenario S6) it publishes nothing: once every stream is
+//! open it closes them all in one burst and measures the server's CPU time
+//! from just before the burst until `GET /healthz` reports no open stream.
 
 #![recursion_limit = "512"]
 
+mod close;
 mod sse;
 mod stats;
 mod summary;
@@ -25,7 +30,7 @@ use stats::{BitSet, Histogram, ProcSample};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -59,6 +64,10 @@ usage: loadgen --server 127.0.0.1:PORT [options]
   --payload BYTES        pad every message body with this many extra bytes (default 0)
   --drain SECS           after the last publish, wait this long at most for deliveries (default 5)
   --deadline SECS        hard limit for the whole run; past it, report and exit 1 (default 120)
+  --close-all            after the idle hold, close every stream in one burst and measure
+                         the server's CPU until GET /healthz counts 0 streams (no publishing)
+  --close-timeout SECS   stop waiting for those 0 streams after this long (default 30)
+  --close-reset          with --close-all: abortive closes (SO_LINGER 0, RST instead of FIN)
   --room NAME            room to use (default: a fresh bench-PID-TIME, so history is empty)
   --wait-ready SECS      wait until the server accepts connections (default 10)
   --json                 print only the JSON line
@@ -87,6 +96,9 @@ struct Args {
     room: String,
     wait_ready: f64,
     json_only: bool,
+    close_all: bool,
+    close_timeout: f64,
+    close_reset: bool,
 }
 
 fn die(msg: &str) -> ! {
@@ -115,6 +127,9 @@ fn parse_args() -> Args {
         room: String::new(),
         wait_ready: 10.0,
         json_only: false,
+        close_all: false,
+        close_timeout: 30.0,
+        close_reset: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -127,6 +142,16 @@ fn parse_args() -> Args {
         }
         if flag == "--json" {
             a.json_only = true;
+            i += 1;
+            continue;
+        }
+        if flag == "--close-all" {
+            a.close_all = true;
+            i += 1;
+            continue;
+        }
+        if flag == "--close-reset" {
+            a.close_reset = true;
             i += 1;
             continue;
         }
@@ -165,6 +190,7 @@ fn parse_args() -> Args {
             "--deadline" => a.deadline = num(flag, val),
             "--room" => a.room = val.clone(),
             "--wait-ready" => a.wait_ready = num(flag, val),
+            "--close-timeout" => a.close_timeout = num(flag, val),
             _ => die(&format!("unknown flag {}", flag)),
         }
         i += 2;
@@ -186,6 +212,12 @@ fn parse_args() -> Args {
     }
     if a.deadline <= 0.0 || a.deadline > 86400.0 {
         die("--deadline must be in (0, 86400] seconds");
+    }
+    if a.close_all && (a.messages > 0 || a.inflight > 0) {
+        die("--close-all publishes nothing: drop --messages and --inflight");
+    }
+    if !(a.close_timeout > 0.0 && a.close_timeout <= 600.0) {
+        die("--close-timeout must be in (0, 600] seconds");
     }
     if a.inflight > 0 && !(a.duration > 0.0 && a.duration <= 600.0) {
         die("--duration must be in (0, 600] seconds");
@@ -545,6 +577,40 @@ impl Runner {
             self.c.connect_retries += 1;
             self.to_connect.push_back(i);
         }
+    }
+
+    /// Closes every socket of a stream in one burst, in opening order, as a
+    /// plain `close(2)` each (no deregister: closing leaves the epoll set);
+    /// with `reset`, an abortive close (`SO_LINGER` 0: RST instead of FIN).
+    /// Returns how many of them were open streams (had their hello).
+    fn close_every_stream(&mut self, reset: bool) -> u64 {
+        let mut closed = 0;
+        for sub in self.subs.iter_mut() {
+            if let Some(sock) = sub.sock.take() {
+                if reset {
+                    let lg = libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    // SAFETY: a valid socket and a linger struct of the right size.
+                    unsafe {
+                        libc::setsockopt(
+                            sock.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            libc::SO_LINGER,
+                            &lg as *const _ as *const libc::c_void,
+                            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                        );
+                    }
+                }
+                drop(sock);
+                if sub.hello && sub.state == SubState::Body {
+                    closed += 1;
+                }
+                sub.state = SubState::Closed;
+            }
+        }
+        closed
     }
 
     /// `hup`: the peer has closed (or the socket failed); read on to the end
@@ -1245,6 +1311,17 @@ fn main() {
         m_pub_end = stats::machine_cpu();
         r.c.pub_unanswered += r.outstanding() as u64;
     }
+    let streams_open_at_end = r
+        .subs
+        .iter()
+        .filter(|s| s.hello && s.state == SubState::Body)
+        .count();
+
+    // ---- 4b. close every stream in one burst (--close-all)
+    let mut cl = CloseRun::default();
+    if a.close_all && open_streams > 0 && !r.timed_out {
+        cl = mass_close(&mut r, &a);
+    }
     let t_end_ns = now_ns();
     let s_after = sample(pid);
     let self_after = stats::sample(0);
@@ -1264,11 +1341,6 @@ fn main() {
         }
     }
     // Drop every connection before reporting (the server sees them close).
-    let streams_open_at_end = r
-        .subs
-        .iter()
-        .filter(|s| s.hello && s.state == SubState::Body)
-        .count();
     r.subs.clear();
     r.pubs.clear();
 
@@ -1334,10 +1406,13 @@ fn main() {
         _ => None,
     };
     // What the rest of the machine did meanwhile (other processes, interrupts):
-    // % of one core, over the publish phase (or the idle hold when nothing was
-    // published). A noisy neighbour shows here, not in the server's figures.
+    // % of one core, over the close burst (--close-all), else the publish phase
+    // (or the idle hold when nothing was published). A noisy neighbour shows
+    // here, not in the server's figures.
     let tick_us = 1_000_000 / stats::clock_ticks();
-    let (m0, m1, s0, s1, l0, l1) = if m_pub_end.is_some() {
+    let (m0, m1, s0, s1, l0, l1) = if cl.m1.is_some() {
+        (cl.m0, cl.m1, cl.s0, cl.s1, cl.self0, cl.self1)
+    } else if m_pub_end.is_some() {
         (
             m_pub_start,
             m_pub_end,
@@ -1372,12 +1447,14 @@ fn main() {
         }
         _ => (None, None, None),
     };
-    let incomplete = r.timed_out;
+    let incomplete = r.timed_out || (a.close_all && open_streams > 0 && !cl.complete);
     let opt = |v: Option<f64>, d: i32| {
         v.map(|x| json!(round(x, d)))
             .unwrap_or(serde_json::Value::Null)
     };
-    let mode = if a.inflight > 0 {
+    let mode = if a.close_all {
+        "close"
+    } else if a.inflight > 0 {
         "inflight"
     } else if a.messages > 0 {
         "rate"
@@ -1464,6 +1541,85 @@ fn main() {
         "room": a.room,
         "incomplete": incomplete,
     });
+    let mut report = report;
+    if a.close_all {
+        let o = report.as_object_mut().unwrap();
+        let close_cpu_us = cpu(&cl.s0, &cl.s1);
+        // User space vs kernel: the hub's own work is user time; the sockets'
+        // close is system time. Tick-sampled by the kernel, in 10 ms units.
+        let (close_user_ms, close_sys_ms) = match (cl.s0, cl.s1) {
+            (Some(x), Some(y)) => (
+                json!(y.utime_us.saturating_sub(x.utime_us) as f64 / 1000.0),
+                json!(y.stime_us.saturating_sub(x.stime_us) as f64 / 1000.0),
+            ),
+            _ => (serde_json::Value::Null, serde_json::Value::Null),
+        };
+        let close_sched_us = match (cl.ns0, cl.ns1) {
+            (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / 1000.0),
+            _ => None,
+        };
+        let per = |us: Option<f64>| match us {
+            Some(us) if cl.closed > 0 => json!(round(us / cl.closed as f64, 3)),
+            _ => serde_json::Value::Null,
+        };
+        let tail_us = match (cl.s1, cl.s_tail) {
+            (Some(x), Some(y)) => Some(y.cpu_us.saturating_sub(x.cpu_us)),
+            _ => None,
+        };
+        let tail_sched_us = match (cl.ns1, cl.ns_tail) {
+            (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / 1000.0),
+            _ => None,
+        };
+        let loadgen_close_pct = match (cl.self0, cl.self1) {
+            (Some(x), Some(y)) if cl.wall_ms > 0.0 => json!(round(
+                y.cpu_us.saturating_sub(x.cpu_us) as f64 / 10.0 / cl.wall_ms,
+                1
+            )),
+            _ => serde_json::Value::Null,
+        };
+        for (k, v) in [
+            ("streams_closed", json!(cl.closed)),
+            ("server_streams_before_close", json!(cl.server_before)),
+            ("server_streams_after_close", json!(cl.server_after)),
+            ("close_complete", json!(cl.complete)),
+            ("close_reset", json!(a.close_reset)),
+            ("close_burst_ms", json!(round(cl.burst_ms, 2))),
+            ("close_wall_ms", json!(round(cl.wall_ms, 2))),
+            (
+                "close_server_cpu_ms",
+                close_cpu_us
+                    .map(|u| json!(u as f64 / 1000.0))
+                    .unwrap_or(serde_json::Value::Null),
+            ),
+            ("close_server_user_ms", close_user_ms),
+            ("close_server_sys_ms", close_sys_ms),
+            (
+                "close_cpu_us_per_stream",
+                per(close_cpu_us.map(|u| u as f64)),
+            ),
+            (
+                "close_server_cpu_ms_sched",
+                opt(close_sched_us.map(|u| u / 1000.0), 3),
+            ),
+            ("close_cpu_us_per_stream_sched", per(close_sched_us)),
+            (
+                "close_tail_cpu_ms",
+                tail_us
+                    .map(|u| json!(u as f64 / 1000.0))
+                    .unwrap_or(serde_json::Value::Null),
+            ),
+            (
+                "close_tail_cpu_ms_sched",
+                opt(tail_sched_us.map(|u| u / 1000.0), 3),
+            ),
+            ("close_tail_ms", json!(CLOSE_TAIL_MS)),
+            ("close_polls", json!(cl.polls)),
+            ("close_loadgen_cpu_pct", loadgen_close_pct),
+            ("rss_kb_closed", json!(cl.s1.map(|s| s.rss_kb))),
+        ] {
+            o.insert(k.to_string(), v);
+        }
+    }
     let _ = t_end_ns;
 
     if !a.json_only {
@@ -1480,6 +1636,95 @@ fn main() {
     if open_streams == 0 {
         std::process::exit(1);
     }
+}
+
+/// How long the server's CPU is watched after it reports 0 streams (ms).
+const CLOSE_TAIL_MS: u64 = 300;
+
+/// What the close burst measured.
+#[derive(Default)]
+struct CloseRun {
+    closed: u64,
+    server_before: Option<u64>,
+    server_after: Option<u64>,
+    complete: bool,
+    burst_ms: f64,
+    wall_ms: f64,
+    polls: u64,
+    s0: Option<ProcSample>,
+    s1: Option<ProcSample>,
+    s_tail: Option<ProcSample>,
+    ns0: Option<u64>,
+    ns1: Option<u64>,
+    ns_tail: Option<u64>,
+    self0: Option<ProcSample>,
+    self1: Option<ProcSample>,
+    m0: Option<stats::CpuTotals>,
+    m1: Option<stats::CpuTotals>,
+}
+
+/// S6: every open stream closes at once; the server's CPU time from just
+/// before the burst until its `/healthz` says `"streams":0`.
+fn mass_close(r: &mut Runner, a: &Args) -> CloseRun {
+    let mut cl = CloseRun::default();
+    // The probe connects (and is answered once) before the burst, so the
+    // window holds no accept of it.
+    let mut probe = close::HealthProbe::new(a.server);
+    match probe.streams() {
+        Ok(n) => cl.server_before = Some(n),
+        Err(e) => {
+            eprintln!("loadgen: /healthz before the close burst: {}", e);
+            return cl;
+        }
+    }
+    // Read what is pending, so that few sockets hold unread bytes (a close
+    // with unread bytes sends RST instead of FIN).
+    r.step(Duration::ZERO);
+    cl.m0 = stats::machine_cpu();
+    cl.self0 = stats::sample(0);
+    cl.s0 = sample(a.pid);
+    cl.ns0 = close::sched_ns(a.pid);
+    let t0 = Instant::now();
+    cl.closed = r.close_every_stream(a.close_reset);
+    cl.burst_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let until = t0 + Duration::from_secs_f64(a.close_timeout);
+    let mut errors = 0;
+    loop {
+        match probe.streams() {
+            Ok(n) => {
+                cl.server_after = Some(n);
+                if n == 0 {
+                    cl.complete = true;
+                    break;
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                if errors <= 3 {
+                    eprintln!("loadgen: /healthz while closing: {}", e);
+                }
+            }
+        }
+        if Instant::now() >= until || Instant::now() >= r.deadline {
+            eprintln!(
+                "loadgen: the server still had {:?} open streams {} s after the close burst",
+                cl.server_after, a.close_timeout
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cl.wall_ms = t0.elapsed().as_secs_f64() * 1e3;
+    cl.s1 = sample(a.pid);
+    cl.ns1 = close::sched_ns(a.pid);
+    cl.self1 = stats::sample(0);
+    cl.m1 = stats::machine_cpu();
+    cl.polls = probe.polls;
+    drop(probe);
+    std::thread::sleep(Duration::from_millis(CLOSE_TAIL_MS));
+    cl.s_tail = sample(a.pid);
+    cl.ns_tail = close::sched_ns(a.pid);
+    cl
 }
 
 fn print_table(r: &serde_json::Value) {
@@ -1546,6 +1791,34 @@ fn print_table(r: &serde_json::Value) {
             "pub_errors",
             "pub_unanswered",
         ),
+        (
+            "streams closed / server's count before",
+            "streams_closed",
+            "server_streams_before_close",
+        ),
+        ("loadgen's close burst (ms)", "close_burst_ms", ""),
+        ("until the server had 0 streams (ms)", "close_wall_ms", ""),
+        (
+            "server CPU for the closes (ms, stat / sched)",
+            "close_server_cpu_ms",
+            "close_server_cpu_ms_sched",
+        ),
+        (
+            "  of which user / system (ms, stat)",
+            "close_server_user_ms",
+            "close_server_sys_ms",
+        ),
+        (
+            "server CPU per close (µs, stat / sched)",
+            "close_cpu_us_per_stream",
+            "close_cpu_us_per_stream_sched",
+        ),
+        (
+            "server CPU in the 300 ms after (ms, stat / sched)",
+            "close_tail_cpu_ms",
+            "close_tail_cpu_ms_sched",
+        ),
+        ("/healthz polls while closing", "close_polls", ""),
     ];
     let fmt = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_string(),
@@ -1554,6 +1827,9 @@ fn print_table(r: &serde_json::Value) {
     };
     println!("{:-<64}", "");
     for (label, k1, k2) in rows {
+        if r.get(*k1).is_none() {
+            continue; // a figure of another mode
+        }
         let mut v = fmt(&r[*k1]);
         if !k2.is_empty() {
             v = format!("{} / {}", v, fmt(&r[*k2]));

@@ -178,13 +178,28 @@ fn table(groups: &[Group], markdown: bool) -> String {
         ("irq CPU %", "irq_cpu_pct"),
         ("other CPU %", "other_cpu_pct"),
     ];
+    // S6's columns, shown only when some run closed its streams (--close-all).
+    let close_cols: &[(&str, &str)] = &[
+        ("closed", "streams_closed"),
+        ("close CPU ms", "close_server_cpu_ms"),
+        ("user ms", "close_server_user_ms"),
+        ("µs/close", "close_cpu_us_per_stream"),
+        ("µs/close sched", "close_cpu_us_per_stream_sched"),
+        ("close wall ms", "close_wall_ms"),
+    ];
+    let any_close = groups.iter().any(|g| g.med("streams_closed").is_some());
+    let cols: Vec<(&str, &str)> = cols
+        .iter()
+        .chain(close_cols.iter().filter(|_| any_close))
+        .copied()
+        .collect();
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut header = vec!["scenario".to_string(), "runs".to_string()];
     header.extend(cols.iter().map(|(h, _)| h.to_string()));
     rows.push(header);
     for g in groups {
         let mut row = vec![g.name.clone(), g.runs.len().to_string()];
-        for (_, k) in cols {
+        for (_, k) in &cols {
             row.push(fmt(get(g, k)));
         }
         if g.any_true("incomplete") {
@@ -370,5 +385,38 @@ mod tests {
         );
         let md = table(&groups, true);
         assert!(md.starts_with("| scenario | runs |"));
+        assert!(!t.contains("µs/close"), "{}", t);
+    }
+
+    #[test]
+    fn close_columns_when_a_run_closed() {
+        let runs = [
+            r#"{"scenario":"S6","streams_closed":10000,"close_server_cpu_ms":110.0,"close_cpu_us_per_stream":11.0,"close_wall_ms":206.3}"#,
+            r#"{"scenario":"S6","streams_closed":10000,"close_server_cpu_ms":130.0,"close_cpu_us_per_stream":13.0,"close_wall_ms":250.0}"#,
+            r#"{"scenario":"S6","streams_closed":10000,"close_server_cpu_ms":120.0,"close_cpu_us_per_stream":12.0,"close_wall_ms":240.0}"#,
+        ];
+        let g = Group {
+            name: "S6".into(),
+            runs: runs
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        };
+        let t = table(&[g], false);
+        let head = t.lines().next().unwrap();
+        assert!(
+            head.contains("µs/close") && head.contains("close wall ms"),
+            "{}",
+            t
+        );
+        let row = t.lines().nth(1).unwrap();
+        assert!(
+            row.contains("10000")
+                && row.contains("120")
+                && row.contains("12")
+                && row.contains("240"),
+            "{}",
+            t
+        );
     }
 }
