@@ -13,7 +13,8 @@ pub const USAGE: &str = "\
 Usage: ssehub [--bind ADDR:PORT] [--www DIR] [--heartbeat SECS] [--history N]
               [--max-clients N] [--max-body BYTES] [--publish-token TOKEN]
               [--cors-origin ORIGIN] [--journal FILE] [--log-level LEVEL]
-              [--auth-secret SECRET] [--visitor-ttl DURATION]
+              [--stream-buffer BYTES] [--auth-secret SECRET]
+              [--visitor-ttl DURATION]
        ssehub token --user NAME (--agent | --room R [--room R2...]) [--ttl DURATION]
        ssehub --help | --version
 
@@ -29,7 +30,7 @@ Options:
   --publish-token TOKEN  require 'Authorization: Bearer TOKEN' on POST
   --cors-origin ORIGIN   allow this Origin (repeatable; '*' allows any)
   --journal FILE         append retained events to FILE and reload them on start
-  --log-level LEVEL      error, warn, info, debug or trace [default: info]
+  --log-level LEVEL      off, error, warn, info, debug or trace [default: info]
   --stream-buffer BYTES  per-stream write buffer before a slow reader is cut
                          [default: 262144]
   --auth-secret SECRET   private customer service: every conversation needs a
@@ -278,6 +279,12 @@ where
         if let Some(value) = env(&var) {
             if *flag == "--cors-origin" {
                 config.cors_origins.clear();
+                if value.trim().is_empty() {
+                    return Err(ConfigError {
+                        source: var,
+                        message: "needs one or more origins, comma-separated".into(),
+                    });
+                }
                 for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {
                     apply(&mut config, flag, origin, &var)?;
                 }
@@ -591,6 +598,11 @@ mod tests {
         let c = run(&[], &env).unwrap();
         assert_eq!(c.bind.port(), 1);
         assert_eq!(c.cors_origins, ["x", "y"]);
+        let empty = run(&[], &[("SSEHUB_CORS_ORIGIN", " ")]).unwrap_err();
+        assert_eq!(
+            empty.source, "SSEHUB_CORS_ORIGIN",
+            "a variable set to nothing is an error"
+        );
         assert_eq!(c.publish_token.as_deref(), Some("t"));
         let c = run(&["--bind", "127.0.0.1:2", "--cors-origin", "z"], &env).unwrap();
         assert_eq!(c.bind.port(), 2);

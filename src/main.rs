@@ -71,7 +71,14 @@ fn main() -> ExitCode {
         }
     };
     let addr = server.local_addr().map_or(bind, |a| a);
-    log::info!("listening on http://{addr}/ (page: http://{addr}/, stream: http://{addr}/events)");
+    let started =
+        format!("listening on http://{addr}/ (page: http://{addr}/, stream: http://{addr}/events)");
+    // The one line a person looks for is there whatever the log level.
+    if log::log_enabled!(log::Level::Info) {
+        log::info!("{started}");
+    } else {
+        eprintln!("ssehub: {started}");
+    }
     signals::install();
     let mut stopping = false;
     loop {

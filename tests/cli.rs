@@ -371,3 +371,15 @@ fn sigterm_stops_gracefully_spreading_reconnects() {
     let history = client.read_reply().text();
     assert!(history.contains("\"text\":\"kept\""), "{history}");
 }
+
+/// The start-up line is there at any log level (a systemd unit may run at
+/// `warn`).
+#[test]
+fn the_start_line_shows_at_any_log_level() {
+    for level in ["warn", "off"] {
+        let (running, line, _rx) = start(&["--bind", "127.0.0.1:0", "--log-level", level], &[]);
+        let addr = address_in(&line);
+        assert_eq!(healthz(addr).status, 200, "{level}");
+        drop(running);
+    }
+}
