@@ -157,11 +157,19 @@ export class Proxy {
       const upstream = net.connect(this.targetPort, '127.0.0.1');
       this.sockets.add(client);
       this.sockets.add(upstream);
-      let head = '';
+      // Every request head, not only a connection's first: the browser reuses
+      // kept-alive connections, an EventSource's included.
+      let seen = '';
       client.on('data', (c) => {
-        if (head.includes('\r\n\r\n')) return;
-        head += c.toString('latin1');
-        if (head.includes('\r\n\r\n')) this.heads.push(head);
+        seen += c.toString('latin1');
+        for (;;) {
+          const line = /(?:GET|HEAD|POST|PUT|DELETE|OPTIONS) \S+ HTTP\/1\.[01]\r\n/.exec(seen);
+          if (!line) { seen = seen.slice(-2048); break; }
+          const end = seen.indexOf('\r\n\r\n', line.index);
+          if (end < 0) { seen = seen.slice(line.index); break; }
+          this.heads.push(seen.slice(line.index, end + 4));
+          seen = seen.slice(end + 4);
+        }
       });
       client.pipe(upstream).pipe(client);
       const done = () => {
