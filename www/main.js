@@ -8,26 +8,27 @@ import {
   initRooms, pollRooms, renderRooms, pageTitle, restoreVisited, setCounts, updateAgentStatus, visit, wantedRooms,
 } from './rooms.js';
 import { initComposer, swapDraft } from './composer.js';
-import { Stream } from './stream.js';
+import { createFeed } from './share.js';
 
-// The agent's first stream waits for the room list (so it carries every room
-// at once); until then there is no stream.
-let stream = null;
+// The page's events: this tab's stream, or the one the tabs of the browser
+// share. An agent's waits for the room list, so that its first stream
+// carries every room at once; until then there is none.
+let feed = null;
 
-function startStream() {
-  if (stream) return;
-  stream = new Stream({ agent: AGENT, onEvent, onStatus: setStatus });
+function startFeed() {
+  if (feed) return;
+  feed = createFeed({ agent: AGENT, onEvent, onStatus: setStatus });
   sync();
 }
 
 let syncTimer = 0;
 function sync() {
-  if (!stream) return;
+  if (!feed) return;
   clearTimeout(syncTimer);
   // Several changes in a row (a click, then the poll) make one new stream.
   syncTimer = setTimeout(() => {
     state.subscribed = wantedRooms();
-    stream.setRooms(state.subscribed);
+    feed.setRooms(state.subscribed);
   }, 60);
 }
 
@@ -77,7 +78,7 @@ function setStatus(status, why) {
   const text = STATUS_TEXT[kind];
   el.status.dataset.state = kind;
   if (el.statusText.textContent !== text) el.statusText.textContent = text;
-  const beat = stream ? stream.heartbeatMs : 0;
+  const beat = feed ? feed.heartbeatMs : 0;
   el.status.title = kind === 'live'
     ? 'Connected' + (beat ? ' · heartbeat every ' + beat / 1000 + ' s' : '')
     : (why ? 'Last change: ' + why : '');
@@ -129,10 +130,10 @@ document.addEventListener('visibilitychange', () => {
   state.hiddenNew = 0;
   renderRooms();
   pollRooms();
-  if (stream) stream.overdue('tab visible again, stream overdue');
+  if (feed) feed.overdue('tab visible again, stream overdue');
 });
 
-window.addEventListener('online', () => { if (stream) stream.kick('network back'); });
+window.addEventListener('online', () => { if (feed) feed.kick('network back'); });
 
 // An agent follows every room the server knows.
 subscribe('polled', () => { if (AGENT) sync(); });
@@ -150,11 +151,11 @@ const first = ROOM_RE.test(fromHash) ? fromHash
   : (!AGENT && ROOM_RE.test(local.get('room') || '') ? local.get('room') : DEFAULT_ROOM);
 if (!AGENT) restoreVisited((session.get('visited') || '').split(','));
 room(DEFAULT_ROOM);
-if (!AGENT) startStream();
+if (!AGENT) startFeed();
 openRoom(first);
 if (AGENT) {
-  pollRooms().then(startStream, startStream);
-  setTimeout(startStream, 1500);
+  pollRooms().then(startFeed, startFeed);
+  setTimeout(startFeed, 1500);
 } else {
   pollRooms();
 }

@@ -84,7 +84,9 @@ export class Stream {
 
   /** The status while not live: busy stays busy until the server lets us in. */
   downStatus() {
-    return this.status === 'busy' ? 'busy' : this.hellos > 0 ? 'reconnecting' : 'connecting';
+    if (this.status === 'busy') return 'busy';
+    // A resume point means the page was live before (perhaps through another tab's stream).
+    return this.hellos > 0 || this.lastId > 0 ? 'reconnecting' : 'connecting';
   }
 
   url() {
