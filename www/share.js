@@ -7,17 +7,23 @@
 // resumes after the last id relayed: nothing is missed, and a message seen
 // twice is dropped by its id.
 //
-// Without Web Locks (outside a secure context) or BroadcastChannel each tab
-// has its own stream, as before.
+// Web Locks exist only in secure contexts, and a page on a LAN is mostly
+// plain http://: there the tabs elect the leader over the channel itself (the
+// oldest tab wins; a tab that hears no leader for a while takes over).
+// Without BroadcastChannel each tab has its own stream, as before.
 import { Stream } from './stream.js';
 
 const MAX_URL = 6000; // as rooms.js: the union of the tabs' rooms must fit one URL
 const ANNOUNCE_MS = 15000; // a tab repeats its rooms this often...
 const STALE_MS = 60000; // ...and the leader forgets a tab not heard for this long (it crashed)
+// Election without Web Locks: a leader says something at least every second
+// (a relayed heartbeat or a ping); silent this long, it is taken to be gone.
+const LEADER_SILENT_MS = 3500;
+const FIRST_WAIT_MS = 600; // a new tab listens this long for a leader before leading itself
 
 /** A stream of the page's events: shared when the browser allows, else this tab's own. */
 export function createFeed({ agent, onEvent, onStatus }) {
-  if (!navigator.locks || typeof BroadcastChannel !== 'function') {
+  if (typeof BroadcastChannel !== 'function') {
     return new Stream({ agent, onEvent, onStatus });
   }
   return new SharedFeed({ agent, onEvent, onStatus });
@@ -28,7 +34,8 @@ class SharedFeed {
     this.agent = agent;
     this.onEvent = onEvent;
     this.onStatus = onStatus;
-    this.id = Math.random().toString(36).slice(2) + Date.now().toString(36);
+    // Sorts by start time: in an election the oldest tab wins, as it likely stays longest.
+    this.id = Date.now().toString(36).padStart(9, '0') + '-' + Math.random().toString(36).slice(2);
     this.mine = []; // this tab's rooms
     this.tabs = new Map(); // every other tab's rooms: id -> {rooms, seen}
     this.stream = null; // while this tab leads
@@ -39,15 +46,22 @@ class SharedFeed {
     this.greeted = false;
     this.covered = new Set(); // this tab's rooms the leader's stream carries, their history loaded
     this.announced = 0;
+    this.posted = 0;
     this.unionTimer = 0;
+    this.locked = !!navigator.locks; // false: elected over the channel
 
     // Agents' streams say role=agent: agent tabs share among themselves.
     const suffix = agent ? '-agent' : '';
     this.channel = new BroadcastChannel('ssehub' + suffix);
     this.channel.onmessage = (e) => this.receive(e.data);
-    // The lock is held until the tab goes away; then the next tab waiting gets it.
-    navigator.locks.request('ssehub-stream' + suffix, () => new Promise(() => this.lead()))
-      .catch(() => { if (!this.stream) this.lead(); });
+    if (this.locked) {
+      // The lock is held until the tab goes away; then the next tab waiting gets it.
+      navigator.locks.request('ssehub-stream' + suffix, () => new Promise(() => this.lead()))
+        .catch(() => { this.locked = false; this.claim(); });
+    } else {
+      setTimeout(() => this.claim(), FIRST_WAIT_MS);
+    }
+    this.announce(); // a leader answers with its state
     addEventListener('pagehide', () => this.post({ t: 'bye' }));
     addEventListener('pageshow', (e) => { if (e.persisted) this.announce(); });
     setInterval(() => this.tick(), 1000);
@@ -69,7 +83,26 @@ class SharedFeed {
   kick(why) { if (this.stream) this.stream.kick(why); }
 
   post(msg) {
+    this.posted = Date.now();
     try { this.channel.postMessage({ ...msg, from: this.id }); } catch { /* the page is going away */ }
+  }
+
+  /** Without a lock: leads unless a leader was heard lately. */
+  claim() {
+    if (this.stream || this.locked || Date.now() - this.heard < LEADER_SILENT_MS) return;
+    this.lead();
+  }
+
+  /** Two leaders (elected at once): the younger hands over to the older. */
+  yieldTo(msg) {
+    if (msg.from > this.id) {
+      this.post({ t: 'state', state: this.snapshot() }); // so that it hears of us at once
+      return false;
+    }
+    this.stream.close();
+    this.stream = null;
+    this.announce();
+    return true;
   }
 
   announce() {
@@ -80,28 +113,43 @@ class SharedFeed {
   receive(msg) {
     if (!msg || typeof msg !== 'object') return;
     switch (msg.t) {
-      case 'rooms':
+      case 'rooms': {
+        const known = this.tabs.has(msg.from);
         this.tabs.set(msg.from, { rooms: Array.isArray(msg.rooms) ? msg.rooms : [], seen: Date.now() });
+        // A new tab learns of the others, so that all agree which is the oldest.
+        if (!known && !this.stream) this.announce();
         if (this.stream) {
           this.syncUnion();
           this.post({ t: 'state', state: this.snapshot() });
         }
         break;
+      }
       case 'bye':
         this.tabs.delete(msg.from);
         if (this.stream) this.syncUnion();
-        else if (msg.from === this.leaderId) this.show('reconnecting', 'the tab holding the stream closed');
+        else if (msg.from === this.leaderId) this.leaderGone();
         break;
       case 'leader':
+        if (this.stream && !this.yieldTo(msg)) break;
         this.leaderId = msg.from;
-        this.announce();
+        this.heard = Date.now();
+        this.announce(); // the new leader learns every tab's rooms
         break;
       case 'state':
       case 'event':
-        if (!this.stream) this.fromLeader(msg);
+        if (!this.stream || this.yieldTo(msg)) this.fromLeader(msg);
         break;
       default:
     }
+  }
+
+  leaderGone() {
+    this.show('reconnecting', 'the tab holding the stream closed');
+    if (this.locked) return; // the lock passes on by itself
+    // The oldest tab left takes over at once; the others only if it does not.
+    const oldest = [...this.tabs.keys(), this.id].sort()[0];
+    this.heard = oldest === this.id ? 0 : Date.now() - LEADER_SILENT_MS + 1500;
+    this.claim();
   }
 
   fromLeader(msg) {
@@ -189,6 +237,7 @@ class SharedFeed {
     clearTimeout(this.unionTimer);
     // Tabs announce in bursts (a new leader, several tabs opening): one new stream.
     this.unionTimer = setTimeout(() => {
+      if (!this.stream) return; // handed over meanwhile
       const names = [];
       let len = 0;
       const add = (n) => {
@@ -208,9 +257,12 @@ class SharedFeed {
       let forgot = false;
       for (const [id, t] of this.tabs) if (now - t.seen > STALE_MS) { this.tabs.delete(id); forgot = true; }
       if (forgot) this.syncUnion();
+      // Heard of, the leader is not replaced (heartbeats may be off).
+      if (!this.locked && now - this.posted > 1000) this.post({ t: 'state', state: this.snapshot() });
       return;
     }
     if (now - this.announced > ANNOUNCE_MS) this.announce();
+    this.claim();
     // The leader's own watchdog reports a silent server; this notices a silent leader.
     const s = this.last;
     if (s && s.status === 'live' && s.heartbeatMs > 0 && now - this.heard > 3 * s.heartbeatMs + 1000) {

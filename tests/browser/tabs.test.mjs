@@ -103,72 +103,97 @@ test('8 tabs in one browser go live over one stream; a message from one tab reac
   }
 });
 
+/**
+ * Closes the tab holding the stream; checks that another takes over within
+ * a few seconds, resuming with lastEventId, and that the messages posted
+ * meanwhile show once in every remaining tab of their room.
+ */
+async function handover(srv, tabs) {
+  // (An election over the channel may take a moment to settle on one.)
+  const [leader] = await waitFor(async () => {
+    const h = await holders(tabs);
+    return h.length === 1 ? h : null;
+  }, { timeout: 5000, what: 'exactly one tab holding the stream' });
+  const before1 = await srv.post('lobby', 'Bob', 'before');
+  const before2 = await srv.post('help', 'Bob', 'help before');
+  for (const t of tabs) await waitText(t.page, t.room === 'lobby' ? 'before' : 'help before');
+
+  const rest = tabs.filter((t) => t !== leader);
+  await leader.page.close();
+  // Posted while the stream's tab is gone and before another took over.
+  const during = await srv.post('lobby', 'Bob', 'during the handover');
+  const duringHelp = await srv.post('help', 'Bob', 'help during the handover');
+
+  const t0 = Date.now();
+  const [next] = await waitFor(async () => {
+    const h = await holders(rest);
+    return h.length ? h : null;
+  }, { timeout: 5000, what: 'another tab to take the stream over' });
+  const took = Date.now() - t0;
+  const url = (await streams(next.page)).urls.at(-1);
+  const resumeFrom = Number((/[?&]lastEventId=(\d+)/.exec(url) || [])[1]);
+  assert.ok(resumeFrom >= Math.max(before1.id, before2.id), `the new stream resumes after what was shown (${url})`);
+  assert.match(url, /[?&]room=lobby(&|$)/);
+  assert.match(url, /[?&]room=help(&|$)/);
+
+  const afterLobby = await srv.post('lobby', 'Bob', 'after');
+  for (const t of rest) {
+    await waitLive(t.page, 10000);
+    if (t.room === 'lobby') {
+      await waitText(t.page, 'after');
+      assert.deepEqual(await messageTexts(t.page), ['before', 'during the handover', 'after'], `lobby tab ${tabs.indexOf(t)}`);
+      const ids = await messageIds(t.page);
+      assert.deepEqual(ids, [before1.id, during.id, afterLobby.id].map(String));
+    } else {
+      await waitText(t.page, 'help during the handover');
+      assert.deepEqual(await messageTexts(t.page), ['help before', 'help during the handover'], `help tab ${tabs.indexOf(t)}`);
+      assert.ok((await messageIds(t.page)).includes(String(duringHelp.id)));
+    }
+    assertNoDuplicates(await messageIds(t.page));
+  }
+
+  // Sending still works from a tab that does not hold the stream.
+  const sender = rest.find((t) => t !== next && t.room === 'lobby');
+  await sender.page.getByTestId('name').fill('Uma');
+  await sendFromPage(sender.page, 'sent after the handover');
+  for (const t of rest.filter((x) => x.room === 'lobby')) await waitText(t.page, 'sent after the handover');
+
+  assert.equal((await holders(rest)).length, 1, 'still one stream');
+  assert.equal((await streams(next.page)).open, 1);
+  assert.ok(took < 5000, `taken over within a few seconds (${took} ms)`);
+  for (const t of rest) assert.deepEqual(t.errors, [], `tab ${tabs.indexOf(t)} ran cleanly`);
+}
+
 test('closing the tab that holds the stream: another takes over and resumes with lastEventId, nothing lost or shown twice', async () => {
   const srv = await startServer();
   const context = await newContext(browser);
   try {
-    const rooms = ['lobby', 'lobby', 'help', 'lobby', 'lobby', 'help', 'lobby', 'lobby'];
-    const tabs = await openTabs(context, srv.base, rooms);
-    const [leader] = await holders(tabs);
-    assert.ok(leader, 'one tab holds the stream');
-    const before1 = await srv.post('lobby', 'Bob', 'before');
-    const before2 = await srv.post('help', 'Bob', 'help before');
-    for (const t of tabs) await waitText(t.page, t.room === 'lobby' ? 'before' : 'help before');
-
-    const rest = tabs.filter((t) => t !== leader);
-    await leader.page.close();
-    // Posted while the stream's tab is gone and before another took over.
-    const during = await srv.post('lobby', 'Bob', 'during the handover');
-    const duringHelp = await srv.post('help', 'Bob', 'help during the handover');
-
-    const t0 = Date.now();
-    const [next] = await waitFor(async () => {
-      const h = await holders(rest);
-      return h.length ? h : null;
-    }, { timeout: 5000, what: 'another tab to take the stream over' });
-    const took = Date.now() - t0;
-    const url = (await streams(next.page)).urls.at(-1);
-    const resumeFrom = Number((/[?&]lastEventId=(\d+)/.exec(url) || [])[1]);
-    assert.ok(resumeFrom >= Math.max(before1.id, before2.id), `the new stream resumes after what was shown (${url})`);
-    assert.match(url, /[?&]room=lobby(&|$)/);
-    assert.match(url, /[?&]room=help(&|$)/);
-
-    const afterLobby = await srv.post('lobby', 'Bob', 'after');
-    for (const t of rest) {
-      await waitLive(t.page, 10000);
-      if (t.room === 'lobby') {
-        await waitText(t.page, 'after');
-        assert.deepEqual(await messageTexts(t.page), ['before', 'during the handover', 'after'], `lobby tab ${tabs.indexOf(t)}`);
-        const ids = await messageIds(t.page);
-        assert.deepEqual(ids, [before1.id, during.id, afterLobby.id].map(String));
-      } else {
-        await waitText(t.page, 'help during the handover');
-        assert.deepEqual(await messageTexts(t.page), ['help before', 'help during the handover'], `help tab ${tabs.indexOf(t)}`);
-        assert.ok((await messageIds(t.page)).includes(String(duringHelp.id)));
-      }
-      assertNoDuplicates(await messageIds(t.page));
-    }
-
-    // Sending still works from a tab that does not hold the stream.
-    const sender = rest.find((t) => t !== next && t.room === 'lobby');
-    await sender.page.getByTestId('name').fill('Uma');
-    await sendFromPage(sender.page, 'sent after the handover');
-    for (const t of rest.filter((x) => x.room === 'lobby')) await waitText(t.page, 'sent after the handover');
-
-    assert.equal((await holders(rest)).length, 1, 'still one stream');
-    assert.equal((await streams(next.page)).open, 1);
-    assert.ok(took < 5000, `taken over within a few seconds (${took} ms)`);
-    for (const t of rest) assert.deepEqual(t.errors, [], `tab ${tabs.indexOf(t)} ran cleanly`);
+    const tabs = await openTabs(context, srv.base, ['lobby', 'lobby', 'help', 'lobby', 'lobby', 'help', 'lobby', 'lobby']);
+    await handover(srv, tabs);
   } finally {
     await context.close();
   }
 });
 
-test('without Web Locks each tab keeps a stream of its own', async () => {
+test('without Web Locks (plain http:// on a LAN) the tabs elect the holder over BroadcastChannel', async () => {
   const srv = await startServer();
   const context = await newContext(browser);
   try {
+    // Web Locks exist only in secure contexts: take them away, as on http://192.168.x.y.
     await context.addInitScript(() => { Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined }); });
+    const tabs = await openTabs(context, srv.base, ['lobby', 'help', 'lobby', 'lobby', 'help', 'lobby', 'lobby', 'lobby']);
+    assert.equal(await tabs[0].page.evaluate(() => navigator.locks), undefined);
+    await handover(srv, tabs);
+  } finally {
+    await context.close();
+  }
+});
+
+test('without BroadcastChannel each tab keeps a stream of its own', async () => {
+  const srv = await startServer();
+  const context = await newContext(browser);
+  try {
+    await context.addInitScript(() => { delete window.BroadcastChannel; });
     const tabs = await openTabs(context, srv.base, ['lobby', 'lobby']);
     for (const t of tabs) assert.equal((await streams(t.page)).open, 1, 'a stream per tab');
     await srv.post('lobby', 'Bob', 'to both');
