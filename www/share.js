@@ -137,6 +137,7 @@ class SharedFeed {
         break;
       case 'state':
       case 'event':
+        if (!msg.state) break;
         if (!this.stream || this.yieldTo(msg)) this.fromLeader(msg);
         break;
       default:

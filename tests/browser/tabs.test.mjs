@@ -3,9 +3,11 @@
 // The tabs share one stream: one tab holds it and relays to the others.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
   Server, launchBrowser, newContext, openTab, waitFor, waitLive, messageIds, messageTexts,
-  sendFromPage, assertNoDuplicates,
+  sendFromPage, assertNoDuplicates, SCREENSHOTS,
 } from './support.mjs';
 
 let browser;
@@ -93,6 +95,8 @@ test('8 tabs in one browser go live over one stream; a message from one tab reac
       await waitText(t.page, 'from outside');
       assert.ok((await messageIds(t.page)).includes(String(other.id)));
     }
+    fs.mkdirSync(SCREENSHOTS, { recursive: true });
+    await sender.page.screenshot({ path: path.join(SCREENSHOTS, 'tabs-follower.png') });
     // Still one stream in the whole browser.
     let open = 0;
     for (const t of tabs) open += (await streams(t.page)).open;
@@ -184,6 +188,49 @@ test('without Web Locks (plain http:// on a LAN) the tabs elect the holder over 
     const tabs = await openTabs(context, srv.base, ['lobby', 'help', 'lobby', 'lobby', 'help', 'lobby', 'lobby', 'lobby']);
     assert.equal(await tabs[0].page.evaluate(() => navigator.locks), undefined);
     await handover(srv, tabs);
+  } finally {
+    await context.close();
+  }
+});
+
+test('agent tabs share a role=agent stream of their own beside the customer tabs of the same browser', async () => {
+  const srv = await startServer();
+  const context = await newContext(browser);
+  try {
+    const customers = await openTabs(context, srv.base, ['lobby', 'lobby', 'lobby']);
+    const agents = [];
+    for (let i = 0; i < 4; i++) agents.push(await openTab(context, `${srv.base}/?agent#lobby`, { timeout: 15000 }));
+    for (const a of agents) await waitLive(a.page, 15000);
+
+    const agentHolders = await holders(agents);
+    assert.equal(agentHolders.length, 1, 'one stream for the agent tabs');
+    assert.match((await streams(agentHolders[0].page)).urls.at(-1), /[?&]role=agent(&|$)/);
+    const customerHolders = await holders(customers);
+    assert.equal(customerHolders.length, 1, 'one stream for the customer tabs');
+    assert.doesNotMatch((await streams(customerHolders[0].page)).urls.at(-1), /role=agent/);
+
+    // The customers see the agent online (the shared agent stream counts as one agent).
+    for (const c of customers) {
+      await waitFor(async () => /\bonline\b/.test(await c.page.getByTestId('agent-status').textContent()),
+        { timeout: 8000, what: 'agent online in a customer tab' });
+    }
+    // A new room with a message shows up with its unread count in every agent tab.
+    await srv.post('refunds', 'Carol', 'where is my refund?');
+    for (const a of agents) {
+      const room = a.page.locator('[data-testid="room"][data-room="refunds"]');
+      await waitFor(async () => (await room.count()) && (await room.getByTestId('unread').textContent()) === '1',
+        { timeout: 10000, what: 'refunds with 1 unread in an agent tab' });
+    }
+    // An agent answers from a tab that does not hold the agents' stream; the other agent tabs show it.
+    const answering = agents.find((a) => a !== agentHolders[0]);
+    await answering.page.locator('[data-testid="room"][data-room="refunds"] button').click();
+    await waitText(answering.page, 'where is my refund?');
+    await sendFromPage(answering.page, 'It went out today.');
+    const watching = agents.find((a) => a !== answering);
+    await watching.page.locator('[data-testid="room"][data-room="refunds"] button').click();
+    await waitText(watching.page, 'It went out today.');
+    assert.deepEqual(await messageTexts(watching.page), ['where is my refund?', 'It went out today.']);
+    for (const t of [...customers, ...agents]) assert.deepEqual(t.errors, []);
   } finally {
     await context.close();
   }
