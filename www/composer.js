@@ -16,7 +16,7 @@ function cleanText(text) {
   return text.replace(/\s+$/, '').replace(/^(?:[ \t]*\r?\n)+/, '');
 }
 
-export function autosize() {
+function autosize() {
   el.text.style.height = 'auto';
   el.text.style.height = Math.min(el.text.scrollHeight + 2, 180) + 'px';
   const n = [...el.text.value].length;

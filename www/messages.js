@@ -89,7 +89,7 @@ function regroup(li) {
   li.classList.toggle('cont', cont);
 }
 
-export function listOf(r) {
+function listOf(r) {
   if (!r.list) {
     r.list = document.createElement('ol');
     r.list.className = 'list';
@@ -216,4 +216,4 @@ export function showNotice(text) {
   el.notice.hidden = false;
 }
 
-export function hideNotice() { el.notice.hidden = true; }
+function hideNotice() { el.notice.hidden = true; }

@@ -18,7 +18,7 @@ function scheduleRender() {
 }
 subscribe('rooms', scheduleRender);
 
-export function sortedRooms() {
+function sortedRooms() {
   const list = [...rooms.values()];
   if (AGENT) {
     // Unread first, then the most recent activity; ties by name.

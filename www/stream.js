@@ -16,12 +16,12 @@
 const CONNECT_TIMEOUT_MS = 6000; // an attempt that shows no sign of life by then is retried
 
 export class Stream {
-  constructor({ agent = false, lastId = 0, rooms = [], onEvent, onStatus }) {
+  constructor({ agent = false, lastId = 0, onEvent, onStatus }) {
     this.agent = agent;
     this.onEvent = onEvent;
     this.onStatus = onStatus;
     this.status = 'connecting';
-    this.rooms = rooms; // what the stream carries (or carried, before the first open)
+    this.rooms = []; // what the stream carries
     this.es = null;
     this.lastId = lastId; // newest event id seen: the resume point
     this.floor = 0; // hello.last_id of the current stream, applied once its replay is over

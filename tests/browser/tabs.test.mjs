@@ -95,6 +95,23 @@ test('8 tabs in one browser go live over one stream; a message from one tab reac
       await waitText(t.page, 'from outside');
       assert.ok((await messageIds(t.page)).includes(String(other.id)));
     }
+    // A tab opens a room with a past: it shows its history, then its live messages,
+    // through the stream of another tab.
+    for (let i = 1; i <= 3; i++) await srv.post('billing', 'Ann', `billing ${i}`);
+    const mover = tabs.find((t) => t !== held[0] && t !== sender && t.room === 'lobby');
+    await mover.page.evaluate(() => { location.hash = '#billing'; });
+    await waitFor(async () => (await roomOf(mover.page)) === 'billing', { what: 'the tab to switch to billing' });
+    await waitText(mover.page, 'billing 3');
+    await waitFor(async () => /[?&]room=billing(&|$)/.test((await streams(held[0].page)).urls.at(-1)),
+      { what: 'the shared stream to carry billing' });
+    await waitLive(mover.page);
+    await srv.post('billing', 'Ann', 'billing live');
+    await waitText(mover.page, 'billing live');
+    assert.deepEqual(await messageTexts(mover.page), ['billing 1', 'billing 2', 'billing 3', 'billing live']);
+    assertNoDuplicates(await messageIds(mover.page));
+    assert.equal((await streams(mover.page)).opened, 0, 'the tab never opened a stream of its own');
+    assert.ok(!(await messageTexts(sender.page)).some((t) => t.startsWith('billing')), 'other tabs keep their own room');
+
     fs.mkdirSync(SCREENSHOTS, { recursive: true });
     await sender.page.screenshot({ path: path.join(SCREENSHOTS, 'tabs-follower.png') });
     // Still one stream in the whole browser.
