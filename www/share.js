@@ -157,12 +157,15 @@ class SharedFeed {
     this.leaderId = msg.from;
     this.last = msg.state;
     this.heard = Date.now();
-    if (!this.greeted) {
-      // Unread counts start from what the stream had when this tab joined it.
+    if (msg.t === 'event') {
+      if (msg.ev.type === 'hello') this.greeted = true;
+      this.deliver(msg.ev);
+    }
+    if (!this.greeted && msg.state.status === 'live') {
+      // Joined a live stream, this tab missed its hello: unread counts start from now.
       this.greeted = true;
       this.onEvent({ type: 'hello', lastId: msg.state.lastId });
     }
-    if (msg.t === 'event') this.deliver(msg.ev);
     this.cover(msg.state.rooms);
     this.show(msg.state.status, msg.why);
     // A hidden tab's timers may sleep for a minute; relayed events still arrive.
