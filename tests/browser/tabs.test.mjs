@@ -253,6 +253,41 @@ test('agent tabs share a role=agent stream of their own beside the customer tabs
   }
 });
 
+test('server restarted: every tab of the shared stream goes back to live and loses nothing', async () => {
+  const srv = await startServer();
+  const context = await newContext(browser);
+  try {
+    const tabs = await openTabs(context, srv.base, ['lobby', 'lobby', 'lobby', 'lobby', 'lobby', 'lobby', 'lobby']);
+    await srv.post('lobby', 'Bob', 'before the restart');
+    for (const t of tabs) await waitText(t.page, 'before the restart');
+
+    const port = srv.port;
+    await srv.kill('SIGKILL');
+    for (const t of tabs) {
+      await waitFor(async () => /reconnecting/.test(await t.page.getByTestId('status').textContent()),
+        { timeout: 8000, what: `tab ${tabs.indexOf(t)} to show "reconnecting"` });
+    }
+    const again = new Server([]);
+    servers.push(again);
+    await again.start(port);
+    await again.post('lobby', 'Bob', 'while the page reconnects');
+    for (const t of tabs) {
+      await waitLive(t.page, 15000);
+      await waitText(t.page, 'while the page reconnects');
+    }
+    await again.post('lobby', 'Bob', 'after the restart');
+    for (const t of tabs) {
+      await waitText(t.page, 'after the restart');
+      assert.deepEqual(await messageTexts(t.page), ['before the restart', 'while the page reconnects', 'after the restart']);
+      assertNoDuplicates(await messageIds(t.page));
+      assert.deepEqual(t.errors, []);
+    }
+    assert.equal((await holders(tabs)).length, 1, 'still one stream');
+  } finally {
+    await context.close();
+  }
+});
+
 test('without BroadcastChannel each tab keeps a stream of its own', async () => {
   const srv = await startServer();
   const context = await newContext(browser);
