@@ -157,11 +157,19 @@ export class Proxy {
       const upstream = net.connect(this.targetPort, '127.0.0.1');
       this.sockets.add(client);
       this.sockets.add(upstream);
-      let head = '';
+      // Every request head, not only a connection's first: the browser reuses
+      // kept-alive connections, an EventSource's included.
+      let seen = '';
       client.on('data', (c) => {
-        if (head.includes('\r\n\r\n')) return;
-        head += c.toString('latin1');
-        if (head.includes('\r\n\r\n')) this.heads.push(head);
+        seen += c.toString('latin1');
+        for (;;) {
+          const line = /(?:GET|HEAD|POST|PUT|DELETE|OPTIONS) \S+ HTTP\/1\.[01]\r\n/.exec(seen);
+          if (!line) { seen = seen.slice(-2048); break; }
+          const end = seen.indexOf('\r\n\r\n', line.index);
+          if (end < 0) { seen = seen.slice(line.index); break; }
+          this.heads.push(seen.slice(line.index, end + 4));
+          seen = seen.slice(end + 4);
+        }
       });
       client.pipe(upstream).pipe(client);
       const done = () => {
@@ -206,12 +214,12 @@ export async function launchBrowser() {
 }
 
 /**
- * A new isolated context + page. `errors` collects page errors and console
- * errors so a test can assert the page ran cleanly.
+ * A new isolated context: a browser profile of its own (its own storage,
+ * locks, BroadcastChannels and connection pool). Each page in it counts its
+ * EventSources in `window.__streams`, so tests can check "one stream".
  */
-export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
+export async function newContext(browser, { viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
   const context = await browser.newContext({ viewport, colorScheme });
-  // Count the page's EventSources so tests can check "one stream per tab".
   await context.addInitScript(() => {
     const Native = window.EventSource;
     // events: [stream number, type] of the control events each stream received.
@@ -234,12 +242,27 @@ export async function openPage(browser, url, { viewport = { width: 1280, height:
     }
     window.EventSource = Counting;
   });
+  return context;
+}
+
+/**
+ * A new tab in `context`. `errors` collects page errors and unexpected
+ * dialogs so a test can assert the page ran cleanly.
+ */
+export async function openTab(context, url, { timeout = 30000 } = {}) {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('dialog', (d) => { errors.push('unexpected dialog: ' + d.message()); d.dismiss().catch(() => {}); });
-  await page.goto(url);
-  return { context, page, errors };
+  await page.goto(url, { timeout });
+  return { page, errors };
+}
+
+/** A new isolated context with one tab. */
+export async function openPage(browser, url, opts) {
+  const context = await newContext(browser, opts);
+  const tab = await openTab(context, url);
+  return { context, ...tab };
 }
 
 /** Status text of the page (the connection indicator). */

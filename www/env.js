@@ -1,0 +1,43 @@
+// What every module of the page shares: the mode, the limits the server
+// enforces, the page's elements and a storage that never throws.
+//
+// Safety rule for the whole page: user data (names, rooms, texts) only ever
+// goes into the DOM through textContent / dataset / attributes, never innerHTML.
+
+export const AGENT = new URLSearchParams(location.search).has('agent');
+export const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+export const DEFAULT_ROOM = 'lobby';
+export const MAX_TEXT = 4000;
+
+export function safeJson(text, fallback) {
+  if (text == null) return fallback;
+  try { return JSON.parse(text); } catch { return fallback; }
+}
+
+// Storage may be unavailable (private mode, file://, quotas): then nothing is kept.
+const storage = (kind) => ({
+  get(key) {
+    try { return window[kind].getItem('ssehub.' + key); } catch { return null; }
+  },
+  set(key, value) {
+    try {
+      if (value == null) window[kind].removeItem('ssehub.' + key);
+      else window[kind].setItem('ssehub.' + key, value);
+    } catch { /* not kept: fine */ }
+  },
+});
+export const local = storage('localStorage');
+export const session = storage('sessionStorage');
+
+const $ = (id) => document.getElementById(id);
+export const el = {
+  app: $('app'), status: $('status'), statusText: $('status-text'),
+  title: $('title'), subtitle: $('subtitle'),
+  rooms: $('rooms'), newRoomToggle: $('new-room-toggle'), newRoomForm: $('new-room-form'),
+  newRoomName: $('new-room-name'),
+  roomName: $('room-name'), agentStatus: $('agent-status'), agentStatusText: $('agent-status-text'),
+  notice: $('notice'), messages: $('messages'), empty: $('empty'), jump: $('jump'),
+  composer: $('composer'), name: $('name'), text: $('text'), send: $('send'),
+  tokenRow: $('token-row'), token: $('token'), tokenSave: $('token-save'),
+  counter: $('counter'), error: $('form-error'),
+};
