@@ -55,6 +55,7 @@
 //!   verified strictly, random visitor rooms, token lifetimes (pure).
 //! - `resp` (internal): the Redis protocol (RESP2) — commands to bytes,
 //!   bytes to replies, the stream commands; no I/O.
+//! - `redis_url` (internal): `redis://` URLs, the password kept out of logs.
 //!
 //! # A first embedded server
 //! Build a [`Server`] from a [`Config`] (every field has the contract's
@@ -99,6 +100,8 @@ pub mod sse;
 // The request parser, router, token codec and Redis codec are public only
 // so the fuzz targets, the binary and the integration tests can reach
 // them; they are not part of the supported API.
+#[doc(hidden)]
+pub mod redis_url;
 #[doc(hidden)]
 pub mod request;
 #[doc(hidden)]
