@@ -26,8 +26,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Redis allows 512 MiB bulk strings; the event log stores bodies capped
-    /// at a few MiB, so anything near Redis's own limit is a corrupt stream.
+    /// Redis allows 512 MiB bulk strings, but the event log stores bodies
+    /// of at most `--max-body` (64 KiB by default), so a claim near Redis's
+    /// own limit is far more likely a corrupt stream than a real value; a
+    /// server started with a larger `--max-body` raises `max_bulk` to match.
     /// XREAD and XRANGE replies nest 4 arrays deep.
     pub const DEFAULT: Limits = Limits {
         max_bulk: 64 << 20,
@@ -244,10 +246,9 @@ impl Decoder {
 
     fn step(&mut self, buf: &[u8]) -> Result<Option<(Reply, usize)>, RespError> {
         loop {
-            let Some(value) = self.element(buf)? else {
+            let Some(mut value) = self.element(buf)? else {
                 return Ok(None);
             };
-            let mut value = value;
             // A complete value fills its array, which may complete it in
             // turn, up to the top.
             loop {
@@ -268,9 +269,9 @@ impl Decoder {
         }
     }
 
-    /// The element at `self.pos`: `Some` when it is a complete value (then
-    /// `pos` is past it), `None` when more bytes are needed or when it
-    /// opened an array (then `pos` is past the header and `open` has it).
+    /// The next value that is not an array being filled: `Some` when it is
+    /// complete (then `pos` is past it), `None` when more bytes are needed.
+    /// The headers of non-empty arrays on the way are pushed on `open`.
     fn element(&mut self, buf: &[u8]) -> Result<Option<Reply>, RespError> {
         loop {
             let Some(&kind) = buf.get(self.pos) else {
