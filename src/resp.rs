@@ -863,6 +863,62 @@ mod tests {
         assert_eq!(feed(&threes), replies, "three bytes at a time");
     }
 
+    /// An error after good replies comes out after them, wherever the
+    /// bytes were cut.
+    #[test]
+    fn an_error_is_found_at_every_split_point() {
+        let wire: &[u8] = b"+OK\r\n*2\r\n:1\r\n:01\r\n+never\r\n";
+        for cut in 0..=wire.len() {
+            let mut decoder = Decoder::new(Limits::DEFAULT);
+            let mut buf = Vec::new();
+            let mut got = Vec::new();
+            for piece in [&wire[..cut], &wire[cut..]] {
+                buf.extend_from_slice(piece);
+                loop {
+                    match decoder.decode(&buf) {
+                        Ok(Some((reply, used))) => {
+                            buf.drain(..used);
+                            got.push(Ok(reply));
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            got.push(Err(e));
+                            break;
+                        }
+                    }
+                }
+                if matches!(got.last(), Some(Err(_))) {
+                    break;
+                }
+            }
+            assert_eq!(
+                got,
+                [Ok(simple("OK")), Err(RespError::InvalidInteger)],
+                "split at {cut}"
+            );
+        }
+    }
+
+    /// Replies taken at a moving offset, the buffer drained once per read
+    /// rather than once per reply.
+    #[test]
+    fn decoding_at_an_offset() {
+        let (wire, replies) = pipelined();
+        let mut decoder = Decoder::new(Limits::DEFAULT);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for read in wire.chunks(7) {
+            buf.extend_from_slice(read);
+            let mut at = 0;
+            while let Some((reply, used)) = decoder.decode(&buf[at..]).unwrap() {
+                at += used;
+                got.push(reply);
+            }
+            buf.drain(..at);
+        }
+        assert_eq!(got, replies);
+    }
+
     #[test]
     fn each_error_case() {
         let cases: &[(&[u8], RespError)] = &[
