@@ -26,9 +26,12 @@ lint:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 ## Test tools outside cargo: PyJWT, the independent JWT implementation
-## tests/token.rs checks ssehub's tokens against
+## tests/token.rs checks ssehub's tokens against; redis-server, which
+## tests/resp_redis.rs starts on a free port of its own (a system service
+## on 6379 is never used)
 deps:
 	@python3 -c 'import jwt' 2>/dev/null || python3 -m pip install --quiet 'PyJWT>=2'
+	@command -v redis-server >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server)
 
 unit: deps
 	$(CARGO) test

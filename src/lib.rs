@@ -53,6 +53,9 @@
 //!   authoriser for subscriptions and publishes.
 //! - `token` (internal): access-control tokens — HS256 JWTs signed and
 //!   verified strictly, random visitor rooms, token lifetimes (pure).
+//! - `resp` (internal): the Redis protocol (RESP2) — commands to bytes,
+//!   bytes to replies, the stream commands; no I/O.
+//! - `redis_url` (internal): `redis://` URLs, the password kept out of logs.
 //!
 //! # A first embedded server
 //! Build a [`Server`] from a [`Config`] (every field has the contract's
@@ -94,11 +97,15 @@ pub mod hooks;
 pub mod server;
 pub mod sse;
 
-// The request parser, router and token codec are public only so the fuzz
-// targets, the binary and the integration tests can reach them; they are
-// not part of the supported API.
+// The request parser, router, token codec and Redis codec are public only
+// so the fuzz targets, the binary and the integration tests can reach
+// them; they are not part of the supported API.
+#[doc(hidden)]
+pub mod redis_url;
 #[doc(hidden)]
 pub mod request;
+#[doc(hidden)]
+pub mod resp;
 #[doc(hidden)]
 pub mod router;
 #[doc(hidden)]
