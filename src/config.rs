@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::redis_url::RedisUrl;
 use crate::token::{self, Claims, Grant};
 
 /// The usage text printed by `--help` and after a bad flag.
@@ -14,7 +15,8 @@ Usage: ssehub [--bind ADDR:PORT] [--www DIR] [--heartbeat SECS] [--history N]
               [--max-clients N] [--max-body BYTES] [--publish-token TOKEN]
               [--cors-origin ORIGIN] [--journal FILE] [--log-level LEVEL]
               [--stream-buffer BYTES] [--auth-secret SECRET]
-              [--visitor-ttl DURATION]
+              [--visitor-ttl DURATION] [--redis URL] [--redis-prefix NAME]
+              [--reuse-port]
        ssehub token --user NAME (--agent | --room R [--room R2...]) [--ttl DURATION]
        ssehub --help | --version
 
@@ -38,6 +40,11 @@ Options:
                          better as SSEHUB_AUTH_SECRET, out of the process list)
   --visitor-ttl DURATION lifetime of a visitor's token: seconds, or 30s, 15m,
                          12h, 30d [default: 30d]
+  --redis URL            run as one node of a cluster: events, history and
+                         presence live in Redis at redis://[:PASSWORD@]HOST[:PORT][/DB]
+  --redis-prefix NAME    prefix of the cluster's Redis keys [default: ssehub]
+  --reuse-port           share the port with other ssehub processes
+                         (SO_REUSEPORT: the kernel spreads the connections)
   -h, --help             print this help
   -V, --version          print the version
 
@@ -88,6 +95,14 @@ pub struct Config {
     pub auth_secret: Option<Secret>,
     /// Lifetime of the token `POST /session` gives a visitor.
     pub visitor_ttl: Duration,
+    /// With a URL, the server is one node of a cluster: events, their ids,
+    /// history and presence live in Redis, shared by every node.
+    pub redis: Option<RedisUrl>,
+    /// Prefix of the cluster's Redis keys (several clusters may share one
+    /// Redis).
+    pub redis_prefix: String,
+    /// Bind with `SO_REUSEPORT`, so that several processes share the port.
+    pub reuse_port: bool,
     /// Time allowed from a connection's accept, or a request's first byte,
     /// to the end of the request's header block.
     pub header_timeout: Duration,
@@ -117,6 +132,9 @@ impl Default for Config {
             max_head: 8 * 1024,
             auth_secret: None,
             visitor_ttl: Duration::from_secs(30 * 86_400),
+            redis: None,
+            redis_prefix: "ssehub".into(),
+            reuse_port: false,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(2),
@@ -241,6 +259,8 @@ const FLAGS: &[&str] = &[
     "--stream-buffer",
     "--auth-secret",
     "--visitor-ttl",
+    "--redis",
+    "--redis-prefix",
 ];
 
 /// Parses the arguments (without the program name) and the environment,
@@ -293,11 +313,27 @@ where
             }
         }
     }
+    if let Some(value) = env("SSEHUB_REUSE_PORT") {
+        config.reuse_port = match value.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" | "" => false,
+            _ => {
+                return Err(ConfigError {
+                    source: "SSEHUB_REUSE_PORT".into(),
+                    message: format!("expected 1/true/yes/on or 0/false/no/off, got '{value}'"),
+                })
+            }
+        };
+    }
     let mut cors_from_flags = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
+            "--reuse-port" => {
+                config.reuse_port = true;
+                continue;
+            }
             _ => {}
         }
         let (flag, inline) = match arg.split_once('=') {
@@ -327,6 +363,12 @@ where
             cors_from_flags = true;
         }
         apply(&mut config, &flag, &value, &flag)?;
+    }
+    if config.redis.is_some() && config.journal.is_some() {
+        return Err(ConfigError {
+            source: "--journal".into(),
+            message: "cannot be combined with --redis (Redis is the durable log)".into(),
+        });
     }
     Ok(Command::Run(Box::new(config)))
 }
@@ -502,6 +544,17 @@ fn apply(config: &mut Config, flag: &str, value: &str, source: &str) -> Result<(
             config.auth_secret = Some(Secret::from(value));
         }
         "--visitor-ttl" => config.visitor_ttl = token::parse_ttl(value).map_err(bad)?,
+        "--redis" => config.redis = Some(RedisUrl::parse(value).map_err(bad)?),
+        "--redis-prefix" => {
+            let fits = (1..=64).contains(&value.len())
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+            if !fits {
+                return Err(bad("must be 1-64 of A-Z a-z 0-9 _ - . :".into()));
+            }
+            config.redis_prefix = value.to_string();
+        }
         "--journal" => {
             if value.is_empty() {
                 return Err(bad("needs a file".into()));
@@ -799,6 +852,27 @@ mod tests {
             assert!(err.message.contains("at least 32"), "{err}");
             assert!(!err.to_string().contains(short), "the secret leaked: {err}");
         }
+        let cluster = run(
+            &[
+                "--redis",
+                "redis://:pw@127.0.0.1:7000/2",
+                "--redis-prefix",
+                "shop",
+                "--reuse-port",
+            ],
+            &[],
+        )
+        .unwrap();
+        let url = cluster.redis.expect("a redis URL");
+        assert_eq!((url.port, url.db), (7000, 2));
+        assert_eq!(cluster.redis_prefix, "shop");
+        assert!(cluster.reuse_port);
+        assert!(run(&[], &[("SSEHUB_REUSE_PORT", "1")]).unwrap().reuse_port);
+        assert!(run(&[], &[("SSEHUB_REUSE_PORT", "maybe")]).is_err());
+        assert!(run(&["--redis", "http://x"], &[]).is_err());
+        assert!(run(&["--redis-prefix", "a b"], &[]).is_err());
+        let both = run(&["--redis", "redis://h", "--journal", "j"], &[]).unwrap_err();
+        assert_eq!(both.source, "--journal");
         let ttl = run(&["--visitor-ttl", "2h"], &[]).unwrap();
         assert_eq!(ttl.visitor_ttl, Duration::from_secs(7200));
         assert!(run(&["--visitor-ttl", "soon"], &[]).is_err());

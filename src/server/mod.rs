@@ -186,6 +186,12 @@ impl Server {
         // Without a journal, ids continue from the start time, so a browser
         // resuming after a restart never holds an id ahead of the server's.
         let first_id = unix_ms() * 1000;
+        if config.redis.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "--redis: the cluster is not built into this version yet",
+            ));
+        }
         let log: Box<dyn EventLog> = match &config.journal {
             Some(path) => Box::new(JournalLog::open(path, first_id)?),
             None => Box::new(MemoryLog::new(first_id)),
