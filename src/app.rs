@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use log::info;
+use log::{info, warn};
 
 use crate::access::{Access, Who};
 use crate::config::Config;
@@ -141,6 +141,8 @@ pub struct App {
     started: Instant,
     /// Cheap randomness for the busy answer's retry.
     rng: u64,
+    /// When this node last told a shared log its presence.
+    presence_shared: Option<Instant>,
 }
 
 impl std::fmt::Debug for App {
@@ -170,6 +172,7 @@ impl App {
             committed: Vec::new(),
             started: Instant::now(),
             rng: unix_ms() | 1,
+            presence_shared: None,
             config,
         }
     }
@@ -288,6 +291,7 @@ impl App {
                     load.streams,
                     load.connections,
                     self.hub.last_id(),
+                    self.log.healthy(),
                 ),
             ),
             Action::Metrics => Response::prometheus(self.render_metrics(load)),
@@ -398,18 +402,35 @@ impl App {
                     let id = event.id;
                     self.hub.commit(event.clone());
                     self.committed.push(event);
-                    let Some(reply) = ticket.and_then(|t| self.held.get(&t)) else {
+                    let Some(ticket) = ticket else {
                         continue;
                     };
-                    let body = match &reply.message {
-                        Some((room, time)) => response::created_message_json(id, room, *time),
-                        None => response::created_event_json(id),
-                    };
-                    (ticket, Response::json(201, body))
+                    (ticket, self.created(ticket, id))
                 }
-                Settled::Refused { ticket, reason } => (Some(ticket), Response::error(503, reason)),
+                Settled::Accepted { ticket, id } => (ticket, self.created(ticket, id)),
+                Settled::Refused { ticket, reason } => (ticket, Response::error(503, reason)),
+                Settled::Snapshot {
+                    events,
+                    dropped,
+                    last_id,
+                    lost_up_to,
+                } => {
+                    self.hub.start_over(events, &dropped, last_id, lost_up_to);
+                    continue;
+                }
+                Settled::Presence(remote) => {
+                    self.hub.set_remote(remote);
+                    continue;
+                }
             };
-            let Some(reply) = ticket.and_then(|t| self.held.remove(&t)) else {
+            let Some(reply) = self.held.remove(&ticket) else {
+                if response.status >= 500 {
+                    // A publish of the host's (a handle, Server::publish).
+                    warn!(
+                        "a publish was dropped: {}",
+                        String::from_utf8_lossy(&response.body)
+                    );
+                }
                 continue;
             };
             let mut bytes = Vec::with_capacity(256);
@@ -437,6 +458,32 @@ impl App {
     /// Drops the answers owed to `token`, whose connection closed first.
     pub fn forget_held(&mut self, token: usize) {
         self.held.retain(|_, reply| reply.token != token);
+    }
+
+    /// The `201` owed for the held publish `ticket`, now that it has `id`.
+    fn created(&self, ticket: u64, id: u64) -> Response {
+        let body = match self.held.get(&ticket).and_then(|r| r.message.as_ref()) {
+            Some((room, time)) => response::created_message_json(id, room, *time),
+            None => response::created_event_json(id),
+        };
+        Response::json(201, body)
+    }
+
+    /// Tells a shared log this node's streams per room (about once a
+    /// second; more often is skipped).
+    pub fn share_presence(&mut self) {
+        if self.log.healthy().is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .presence_shared
+            .is_some_and(|at| now < at + std::time::Duration::from_millis(900))
+        {
+            return;
+        }
+        self.presence_shared = Some(now);
+        self.log.share_presence(self.hub.local_counts());
     }
 
     /// Whether the log has appends or verdicts waiting (no sleeping then).

@@ -190,9 +190,21 @@ fn connection_header(keep_alive: bool, minor_version: u8, out: &mut Vec<u8>) {
 }
 
 /// `GET /healthz`'s body.
-pub fn health_json(uptime_s: u64, streams: usize, connections: usize, last_id: u64) -> String {
+/// `redis` is the cluster's store: up, down, or `None` without one.
+pub fn health_json(
+    uptime_s: u64,
+    streams: usize,
+    connections: usize,
+    last_id: u64,
+    redis: Option<bool>,
+) -> String {
+    let redis = match redis {
+        Some(true) => ",\"redis\":\"up\"",
+        Some(false) => ",\"redis\":\"down\"",
+        None => "",
+    };
     format!(
-        "{{\"status\":\"ok\",\"version\":\"{}\",\"uptime_s\":{uptime_s},\"streams\":{streams},\"connections\":{connections},\"last_id\":{last_id}}}",
+        "{{\"status\":\"ok\",\"version\":\"{}\",\"uptime_s\":{uptime_s},\"streams\":{streams},\"connections\":{connections},\"last_id\":{last_id}{redis}}}",
         env!("CARGO_PKG_VERSION"),
     )
 }

@@ -34,7 +34,7 @@ use crate::conn::{Close, Conn, State};
 use crate::conns::Conns;
 use crate::handle::{Command, Handle, Shared};
 use crate::hooks::{Decision, RequestInfo, StreamNotice};
-use crate::log::{Draft, EventLog, JournalLog, MemoryLog};
+use crate::log::{Draft, EventLog, JournalLog, MemoryLog, RedisLog};
 use crate::sse;
 use crate::static_files::StaticFiles;
 use crate::timers::Timers;
@@ -183,26 +183,32 @@ impl Server {
     /// cannot be opened, or the journal given by `config.journal` cannot be
     /// opened.
     pub fn from_listener(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
-        // Without a journal, ids continue from the start time, so a browser
-        // resuming after a restart never holds an id ahead of the server's.
-        let first_id = unix_ms() * 1000;
-        if config.redis.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "--redis: the cluster is not built into this version yet",
-            ));
-        }
-        let log: Box<dyn EventLog> = match &config.journal {
-            Some(path) => Box::new(JournalLog::open(path, first_id)?),
-            None => Box::new(MemoryLog::new(first_id)),
-        };
-        Server::with_log(listener, config, log)
+        Server::with_log(listener, config, |config, shared| {
+            // Without a journal, ids continue from the start time, so a
+            // browser resuming after a restart never holds an id ahead of
+            // the server's.
+            let first_id = unix_ms() * 1000;
+            Ok(match (&config.redis, &config.journal) {
+                (Some(url), _) => {
+                    let shared = shared.clone();
+                    let wake = Box::new(move || {
+                        let _ = shared.waker.wake();
+                    });
+                    let prefix = &config.redis_prefix;
+                    Box::new(RedisLog::start(url.clone(), prefix, config.history, wake)?)
+                }
+                (None, Some(path)) => Box::new(JournalLog::open(path, first_id)?),
+                (None, None) => Box::new(MemoryLog::new(first_id)),
+            })
+        })
     }
 
+    /// Builds the server around the event log `open_log` makes; the log may
+    /// keep the shared handle state to wake the loop from its own threads.
     fn with_log(
         listener: std::net::TcpListener,
         config: Config,
-        log: Box<dyn EventLog>,
+        open_log: impl FnOnce(&Config, &Arc<Shared>) -> io::Result<Box<dyn EventLog>>,
     ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
         raise_backlog(&listener);
@@ -225,6 +231,7 @@ impl Server {
         // Port 0 becomes the port actually bound.
         let mut config = config;
         config.bind = listener.local_addr()?;
+        let log = open_log(&config, &shared)?;
         let now = Instant::now();
         Ok(Server {
             poll,
@@ -334,7 +341,10 @@ impl Server {
 
     /// Publishes from the loop's own thread; returns the new event's id.
     /// Without a journal it is retained and queued to its streams at once;
-    /// with one, at the next turn's commit.
+    /// with one, at the next turn's commit. In a cluster (`redis`) Redis
+    /// assigns the id later, and this returns 0; the event is delivered
+    /// once Redis has it (while Redis is down it is dropped, with a log
+    /// line).
     ///
     /// # Errors
     /// [`crate::HandleError::InvalidRoom`] or
@@ -599,6 +609,7 @@ impl Server {
         }
         if due.sweep {
             self.sweep();
+            self.app.share_presence();
         }
         if due.accept {
             self.accept_all();
@@ -846,7 +857,7 @@ mod tests {
         let thread = std::thread::spawn(move || {
             let mut log = JournalLog::open(&journal_path, 1).unwrap();
             log.fail_next_commit();
-            let mut server = Server::with_log(listener, config, Box::new(log)).unwrap();
+            let mut server = Server::with_log(listener, config, |_, _| Ok(Box::new(log))).unwrap();
             tx.send(server.handle()).unwrap();
             server.run().unwrap();
         });
