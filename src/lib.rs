@@ -86,9 +86,7 @@
 //! [`Server::authorize`] plug in the host's bookkeeping and auth;
 //! [`Server::stats`] reads the counters. `examples/sensor.rs` and
 //! `examples/step.rs` are complete programs.
-// One `unsafe` block in the crate: `listen(2)` in server/mod.rs, to raise the
-// accept queue above std's 128. Everything else is safe code.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub mod config;

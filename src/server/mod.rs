@@ -130,37 +130,48 @@ impl std::fmt::Debug for Server {
     }
 }
 /// The accept queue ssehub asks for; the kernel caps it at
-/// `net.core.somaxconn` (4096 on current Linux).
+/// `net.core.somaxconn` (4096 on current Linux). std's 128 is too short for
+/// a burst of a thousand browsers reconnecting at once (a restart, a Wi-Fi
+/// hiccup): each connect dropped from a full queue waits a 1 s SYN
+/// retransmit.
 const LISTEN_BACKLOG: i32 = 4096;
 
-/// Raises the listener's accept queue from std's 128 to [`LISTEN_BACKLOG`].
+/// Binds `config.bind` as the server wants its listener: an accept queue
+/// of 4096, and `SO_REUSEPORT` when `config.reuse_port` is set, so several
+/// processes share the port and the kernel spreads connections among them.
 ///
-/// With 128, a burst of a thousand browsers reconnecting at once (a restart,
-/// a Wi-Fi hiccup) overflows the queue and each dropped connect waits a 1 s
-/// SYN retransmit. std has no backlog option, so this calls `listen(2)`
-/// again on the bound socket, which Linux and the BSDs accept as "change the
-/// backlog". It is declared here rather than pulled from the `libc` crate for
-/// this one call. Failure only leaves the old queue, so it is logged and
-/// ignored.
-#[cfg(unix)]
-#[allow(unsafe_code)]
-fn raise_backlog(listener: &std::net::TcpListener) {
-    use std::os::fd::AsRawFd;
-    extern "C" {
-        fn listen(fd: std::os::raw::c_int, backlog: std::os::raw::c_int) -> std::os::raw::c_int;
+/// # Errors
+/// The socket cannot be created, configured or bound (address in use, no
+/// permission).
+pub fn listen(config: &Config) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr = config.bind;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does for its listeners: a restart need not wait out TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    if config.reuse_port {
+        #[cfg(unix)]
+        socket.set_reuse_port(true)?;
+        #[cfg(not(unix))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--reuse-port needs SO_REUSEPORT (Linux, the BSDs)",
+        ));
     }
-    // SAFETY: the fd is a valid, bound, listening socket owned by
-    // `listener` for the duration of the call; listen(2) reads nothing else.
-    if unsafe { listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
-        debug!(
-            "cannot raise the accept queue to {LISTEN_BACKLOG}: {}",
-            io::Error::last_os_error()
-        );
-    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
-#[cfg(not(unix))]
-fn raise_backlog(_listener: &std::net::TcpListener) {}
+/// Raises an already-bound listener's accept queue to [`LISTEN_BACKLOG`]:
+/// calling `listen(2)` again on a listening socket changes its backlog on
+/// Linux and the BSDs. Failure only leaves the old queue, so it is logged.
+fn raise_backlog(listener: &std::net::TcpListener) {
+    if let Err(e) = socket2::SockRef::from(listener).listen(LISTEN_BACKLOG) {
+        debug!("cannot raise the accept queue to {LISTEN_BACKLOG}: {e}");
+    }
+}
 
 impl Server {
     /// Binds `config.bind` and builds a server on it.
@@ -169,7 +180,7 @@ impl Server {
     /// Binding fails (address in use, no permission), or the page folder
     /// given by `config.www` cannot be opened.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let listener = std::net::TcpListener::bind(config.bind)?;
+        let listener = listen(&config)?;
         Server::from_listener(listener, config)
     }
 
@@ -919,5 +930,28 @@ mod tests {
         assert_eq!(server.conns.closed_counts()[Close::IoError as usize], 1);
         server.reap();
         assert_eq!(server.conns.open, 0);
+    }
+
+    #[test]
+    fn reuse_port_lets_two_listeners_share_a_port() {
+        let first = listen(&Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            reuse_port: true,
+            ..Config::default()
+        })
+        .unwrap();
+        let shared = Config {
+            bind: first.local_addr().unwrap(),
+            reuse_port: true,
+            ..Config::default()
+        };
+        let second = listen(&shared).expect("a second listener on the same port");
+        assert_eq!(second.local_addr().unwrap(), first.local_addr().unwrap());
+        let alone = Config {
+            reuse_port: false,
+            ..shared
+        };
+        let refused = listen(&alone).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::AddrInUse);
     }
 }
