@@ -224,7 +224,7 @@ impl App {
                 ask,
                 &id,
                 head,
-                who.peer.ip(),
+                client_address(head, who.peer),
                 secret,
                 Instant::now(),
                 now_secs,
@@ -629,6 +629,39 @@ impl App {
     }
 }
 
+/// The address a rate limit counts: the peer's, or, when the peer is on
+/// this machine (the reverse proxy of contrib/), the last address of
+/// `X-Forwarded-For`, which that proxy sets. A remote peer cannot claim an
+/// address that way.
+fn client_address(head: &Head, peer: SocketAddr) -> std::net::IpAddr {
+    if !peer.ip().is_loopback() {
+        return peer.ip();
+    }
+    head.headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+        .filter_map(|(_, value)| value.rsplit(',').next())
+        .filter_map(|last| last.trim().parse().ok())
+        .next_back()
+        .unwrap_or_else(|| peer.ip())
+}
+
+/// The query for the log, with the value of any parameter whose name
+/// holds "token" hidden (tokens never belong in a URL, but a client may
+/// put one there anyway, and logs are read by many).
+fn loggable_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.to_ascii_lowercase().contains("token") => {
+                format!("{name}=<hidden>")
+            }
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// `METHOD /path?query HTTP/1.x`, for the log.
 fn request_line(head: &Head) -> String {
     let method = match head.method {
@@ -638,10 +671,12 @@ fn request_line(head: &Head) -> String {
         Method::Options => "OPTIONS",
         Method::Other => "-",
     };
-    let query = if head.query.is_empty() { "" } else { "?" };
+    let mark = if head.query.is_empty() { "" } else { "?" };
     format!(
-        "{method} {}{query}{} HTTP/1.{}",
-        head.path, head.query, head.minor_version
+        "{method} {}{mark}{} HTTP/1.{}",
+        head.path,
+        loggable_query(&head.query),
+        head.minor_version
     )
 }
 
@@ -765,6 +800,35 @@ mod tests {
         assert!(!app.hub.history_json("r", 0, None).contains("refuse"));
         assert_eq!(app.metrics.events_published, 2);
         assert_eq!(app.metrics.responses.get(&503), Some(&1));
+    }
+
+    #[test]
+    fn tokens_in_a_query_never_reach_the_log() {
+        assert_eq!(
+            loggable_query("room=a&token=abc.def&access_token=x&b=1"),
+            "room=a&token=<hidden>&access_token=<hidden>&b=1"
+        );
+        assert_eq!(loggable_query("room=a"), "room=a");
+    }
+
+    #[test]
+    fn rate_limits_count_the_address_a_local_proxy_forwards() {
+        let limits = Limits {
+            max_head: 8192,
+            max_body: 64,
+        };
+        let raw = b"POST /session HTTP/1.1\r\nX-Forwarded-For: 203.0.113.9, 198.51.100.7\r\n\r\n";
+        let Ok(Parsed::Complete(head, _)) = parse_head(raw, limits) else {
+            panic!("bad test request");
+        };
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(client_address(&head, proxy).to_string(), "198.51.100.7");
+        let remote: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        assert_eq!(
+            client_address(&head, remote).to_string(),
+            "192.0.2.1",
+            "no spoofing"
+        );
     }
 
     #[test]
