@@ -349,18 +349,7 @@ fn publish(head: &Head, body: &[u8]) -> Result<Action, Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{parse_head, Limits, Parsed};
-
-    fn head(raw: &str) -> Head {
-        let limits = Limits {
-            max_head: 8192,
-            max_body: 65536,
-        };
-        match parse_head(raw.as_bytes(), limits) {
-            Ok(Parsed::Complete(head, _)) => head,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::request::test_head as head;
 
     fn status(action: &Action) -> u16 {
         match action {
