@@ -647,8 +647,14 @@ mod tests {
     fn help_names_every_flag() {
         let (usage, options) = USAGE.split_once("Options:").expect("an Options section");
         for flag in FLAGS.iter().chain(&["--reuse-port"]) {
-            assert!(usage.contains(&format!("[{flag}")), "usage line lacks {flag}");
-            assert!(options.contains(&format!("  {flag} ")), "no explanation of {flag}");
+            assert!(
+                usage.contains(&format!("[{flag}")),
+                "usage line lacks {flag}"
+            );
+            assert!(
+                options.contains(&format!("  {flag} ")),
+                "no explanation of {flag}"
+            );
         }
     }
 
