@@ -60,7 +60,8 @@ async function send() {
   el.composer.setAttribute('aria-busy', 'true');
   try {
     const headers = { 'Content-Type': 'application/json' };
-    const token = session.get('token') || '';
+    // Private mode: the cookie carries the token (a header would take precedence over it).
+    const token = me.private ? '' : session.get('token') || '';
     if (token) headers.Authorization = 'Bearer ' + token;
     let res;
     try {

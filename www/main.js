@@ -206,6 +206,7 @@ async function startAgent() {
   const root = document.documentElement;
   root.classList.add('private', 'private-agent');
   el.subtitle.textContent = 'Every customer conversation, live';
+  document.getElementById('rooms-title').textContent = 'Conversations';
   if (state.me.role !== 'agent') await auth.login();
   el.account.hidden = false;
   el.accountName.textContent = 'Signed in as ' + state.me.user;

@@ -62,6 +62,10 @@ test('a customer is in a conversation of their own at once, keeps it across relo
   assert.deepEqual(await a.page.$$eval('[data-testid="message"] .author', (els) => els.map((e) => e.textContent)), ['Carla']);
   assert.equal(await a.page.locator('[data-testid="message"].own').count(), 1, 'own message marked');
   await shot(a.page, 'private-customer');
+  await a.page.setViewportSize({ width: 360, height: 740 });
+  assert.equal(await a.page.evaluate(() => document.scrollingElement.scrollWidth <= innerWidth), true, 'nothing sticks out at phone width');
+  await shot(a.page, 'private-customer-phone');
+  await a.page.setViewportSize({ width: 1280, height: 800 });
 
   // A reload keeps the conversation (the cookie), its history and the name.
   await a.page.reload();
@@ -146,6 +150,10 @@ test('an agent logs in with a token, answers a customer, and logs out', async ()
   await waitFor(async () => (await messageIds(a)).length === 2, { what: 'both messages in the agent view' });
   assertNoDuplicates(await messageIds(a));
   await shot(a, 'private-agent');
+  await a.setViewportSize({ width: 360, height: 740 });
+  assert.equal(await a.evaluate(() => document.scrollingElement.scrollWidth <= innerWidth), true, 'nothing sticks out at phone width');
+  await shot(a, 'private-agent-phone');
+  await a.setViewportSize({ width: 1280, height: 800 });
   await shot(c.page, 'private-customer-answered');
 
   // The cookie keeps the agent logged in: no form after a reload.
@@ -206,6 +214,54 @@ test('a customer token is renewed before it runs out: the same conversation, not
   assert.ok(await c.page.evaluate(() => window.__streams.opened) >= 3, 'the stream was reopened with each new token');
   assert.match(await textOf(c.page, 'status'), /\blive\b/);
   assert.equal(await c.page.locator('#notice').isVisible(), false, 'no notice of a new conversation');
+  assert.deepEqual(c.errors, []);
+  await c.context.close();
+});
+
+test('a stream the server closes at its token\'s expiry comes back by itself with the renewed cookie, nothing missed', async () => {
+  const srv = await startServer('--visitor-ttl', '4s');
+  const c = await customer(srv);
+  // The page's own renewals fail (as if its timers slept); the cookie is
+  // renewed beside it (the same browser context), so the stream the page
+  // opened outlives its token only through the browser's reconnect.
+  await c.page.route('**/session', (route) => (route.request().method() === 'POST' ? route.abort() : route.continue()));
+  const agentToken = mintToken('--user', 'Sam', '--agent');
+  const sent = [];
+  const end = Date.now() + 10000;
+  for (let i = 0; Date.now() < end; i += 1) {
+    const renewed = await c.context.request.post(`${srv.base}/session`);
+    assert.equal(renewed.status(), 200, 'the same conversation, re-issued');
+    const r = await srv.request('POST', '/messages', { room: c.room, text: `answer ${i}` }, { Authorization: `Bearer ${agentToken}` });
+    assert.equal(r.status, 201);
+    sent.push(`answer ${i}`);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // pacing the sender, not waiting for the page
+  }
+  await waitFor(async () => (await messageTexts(c.page)).length === sent.length, { what: 'every answer' });
+  assert.deepEqual(await messageTexts(c.page), sent, 'every answer once, in order');
+  const hellos = await c.page.evaluate(() => window.__streams.events.filter(([, type]) => type === 'hello').length);
+  assert.ok(hellos >= 2, `the stream was closed at expiry and came back (${hellos} hellos)`);
+  await waitLive(c.page);
+  assert.equal((await sessionOf(c.page)).rooms[0], c.room, 'the same conversation');
+  assert.deepEqual(c.errors, []);
+  await c.context.close();
+});
+
+test('a token that ran out while nobody renewed it: the page starts a new conversation by itself and says so', async () => {
+  const srv = await startServer('--visitor-ttl', '3s');
+  const c = await customer(srv);
+  let block = true;
+  await c.page.route('**/session', (route) => (block && route.request().method() === 'POST' ? route.abort() : route.continue()));
+  // Past the expiry the server closes the stream and refuses it without a token.
+  await waitFor(async () => (await sessionOf(c.page)).role === 'anonymous', { timeout: 8000, what: 'the token to run out' });
+  await waitFor(async () => !/\blive\b/.test(await textOf(c.page, 'status')), { timeout: 8000, what: 'the stream to be closed' });
+  block = false;
+  await waitFor(async () => (await sessionOf(c.page)).role === 'customer', { timeout: 15000, what: 'a new session' });
+  await waitLive(c.page, 20000);
+  const now = await sessionOf(c.page);
+  assert.notEqual(now.rooms[0], c.room, 'a new conversation');
+  assert.match(await c.page.locator('#notice').textContent(), /new conversation/);
+  await sendFromPage(c.page, 'hello again');
+  await waitText(c.page, 'hello again');
   assert.deepEqual(c.errors, []);
   await c.context.close();
 });
