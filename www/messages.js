@@ -135,9 +135,13 @@ export function addItem(item, fromHistory) {
   // A private desk's rooms have random names: the agent's list shows the customer's.
   if (item.role === 'customer' && (!r.customer || item.id >= r.customer.id)) r.customer = { id: item.id, user: item.user };
   const own = isOwn(item);
-  // At a private desk an agent's answer (anyone's) leaves nothing unanswered.
-  const answered = AGENT && item.role === 'agent';
-  if (item.id > readUpTo(r) && !own && !answered) {
+  // At a private desk the unread counts mean "not yet answered": an agent's
+  // answer (anyone's) answers everything before it.
+  const answer = AGENT && item.role === 'agent';
+  if (answer && item.id > readUpTo(r)) {
+    setReadUpTo(r, item.id);
+    r.unread = [...r.items.values()].filter((i) => i.id > item.id && i.role !== 'agent').length;
+  } else if (item.id > readUpTo(r) && !own && !answer) {
     if (isCurrent && !document.hidden) setReadUpTo(r, item.id);
     else if (!isCurrent || AGENT) r.unread += 1;
     if (isCurrent && document.hidden && !fromHistory) state.hiddenNew += 1;

@@ -170,6 +170,51 @@ test('an agent logs in with a token, answers a customer, and logs out', async ()
   await c.context.close();
 });
 
+test('unread counts mean unanswered; a late customer tab sees the agent online; agent tabs log out together', async () => {
+  const srv = await startServer();
+  const c = await customer(srv);
+  await sendFromPage(c.page, 'first question');
+  await sendFromPage(c.page, 'second question');
+  await waitFor(async () => (await messageTexts(c.page)).length === 2, { what: 'two questions' });
+
+  const agent = await openPage(browser, `${srv.base}/?agent`);
+  const a = agent.page;
+  await waitFor(() => a.getByTestId('login-token').isVisible(), { what: 'the login form' });
+  await a.getByTestId('login-token').fill(mintToken('--user', 'Sam', '--agent'));
+  await a.getByTestId('login-token').press('Enter');
+  await waitLive(a);
+  const entry = a.locator(`[data-testid="room"][data-room="${c.room}"]`);
+  const unread = () => entry.getByTestId('unread').textContent();
+  await waitFor(async () => (await unread()) === '2', { what: 'unread 2' });
+
+  // Another agent answers (elsewhere): nothing is left unanswered; a new question is.
+  const kim = mintToken('--user', 'Kim', '--agent');
+  const r = await srv.request('POST', '/messages', { room: c.room, text: 'Kim here, looking into it' }, { Authorization: `Bearer ${kim}` });
+  assert.equal(r.status, 201);
+  await waitFor(async () => (await unread()) === '0', { what: 'answered: unread 0' });
+  await sendFromPage(c.page, 'thanks Kim, one more thing');
+  await waitFor(async () => (await unread()) === '1', { what: 'unread 1 after the answer' });
+
+  // A customer tab opened now learns of the agent from the tab holding the stream.
+  await waitFor(async () => /\bonline\b/.test(await textOf(c.page, 'agent-status')), { timeout: 6000, what: 'agent online' });
+  const late = await openTab(c.context, `${srv.base}/`);
+  await waitLive(late.page);
+  await waitFor(async () => /\bonline\b/.test(await textOf(late.page, 'agent-status')), { timeout: 6000, what: 'agent online in the late tab' });
+  assert.equal((await late.page.locator('[data-testid="message"].by-agent .author').allTextContents()).join(), 'Kim');
+
+  // A second agent tab needs no login; logging out in one logs out both.
+  const second = await openTab(agent.context, `${srv.base}/?agent`);
+  await waitLive(second.page);
+  assert.equal(await second.page.getByTestId('login-token').isVisible(), false);
+  await a.getByTestId('logout').click();
+  for (const p of [a, second.page]) {
+    await waitFor(() => p.getByTestId('login-token').isVisible(), { what: 'the login form in every agent tab' });
+  }
+  for (const e of [agent.errors, second.errors, c.errors, late.errors]) assert.deepEqual(e, []);
+  await agent.context.close();
+  await c.context.close();
+});
+
 test('an agent cookie on the customer page leads to the console; a customer token is no agent login', async () => {
   const srv = await startServer();
   const context = await newContext(browser);
