@@ -28,23 +28,24 @@ async function call(method, path, body) {
 }
 
 /**
- * Fills state.me from GET /session. A server without sessions (an older
- * one: 404) is open. An unreachable one is asked again: the page cannot
- * know which view to show before it answers.
+ * Who the cookie says this browser is (GET /session), as state.me keeps it.
+ * A server without sessions (an older one: 404) is open. An unreachable one
+ * is asked again: the page cannot know which view to show before it answers.
  */
 export async function whoAmI() {
   for (let wait = 1000; ; wait = Math.min(wait * 2, 10000)) {
     try {
       const { status, body } = await call('GET', 'session');
       const d = status === 200 && body && typeof body === 'object' ? body : {};
-      state.me = {
-        private: d.private === true,
-        role: typeof d.role === 'string' ? d.role : 'open',
-        user: typeof d.user === 'string' ? d.user : null,
-        room: Array.isArray(d.rooms) && typeof d.rooms[0] === 'string' ? d.rooms[0] : null,
-        expires: Number(d.expires) || 0,
-      };
-      if (status === 200 || status === 404) return state.me;
+      if (status === 200 || status === 404) {
+        return {
+          private: d.private === true,
+          role: typeof d.role === 'string' ? d.role : 'open',
+          user: typeof d.user === 'string' ? d.user : null,
+          room: Array.isArray(d.rooms) && typeof d.rooms[0] === 'string' ? d.rooms[0] : null,
+          expires: Number(d.expires) || 0,
+        };
+      }
     } catch { /* not reachable yet */ }
     await new Promise((r) => setTimeout(r, wait));
   }
@@ -129,6 +130,7 @@ export function login() {
       if (status === 204) {
         const me = await whoAmI();
         if (me.role === 'agent') {
+          state.me = me;
           el.loginToken.value = '';
           document.documentElement.classList.remove('signed-out');
           if (channel) channel.postMessage({ t: 'login' });

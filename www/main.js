@@ -99,28 +99,37 @@ async function checkSession() {
   checking = true;
   try {
     if (AGENT) {
-      const me = await auth.whoAmI();
-      if (me.role !== 'agent') location.reload(); // back to the login form
+      if ((await auth.whoAmI()).role !== 'agent') location.reload(); // back to the login form
+    } else if (feed && feed.leading) {
+      // The same room while the cookie is valid, else a new one (onSession).
+      await auth.renew();
     } else {
-      await auth.renew(); // the same room while the cookie is valid, else a new one (whenRenewed)
+      // The tab holding the stream renews; this one follows the cookie, so
+      // that the tabs of a browser never start two conversations at once.
+      const me = await auth.whoAmI();
+      if (me.role === 'customer' && me.room) {
+        Object.assign(state.me, { user: me.user, expires: me.expires });
+        onSession(me);
+      }
     }
   } finally {
     checking = false;
   }
 }
 
-auth.whenRenewed((me) => {
-  if (me.room !== state.current) {
-    // The old token was gone: the server opened a new conversation.
-    state.visited = [me.room];
-    openRoom(me.room);
-    messages.showNotice('Your previous session had expired, so this is a new conversation.');
+/** The cookie holds a renewed customer token: the same conversation, or a new one. */
+function onSession(me) {
+  if (me.room === state.current) {
+    if (feed) feed.renewed(); // the stream reopens with the new token
+    return;
   }
-  if (feed) {
-    feed.renewed();
-    feed.kick('token renewed');
-  }
-});
+  // The old token had run out: the server opened a new conversation.
+  state.me.room = me.room;
+  state.visited = [me.room];
+  openRoom(me.room); // its sync moves the stream to the new room
+  messages.showNotice('Your previous session had expired, so this is a new conversation.');
+}
+auth.whenRenewed(onSession);
 
 function openRoom(name, opts = {}) {
   if (!ROOM_RE.test(name)) return;
@@ -248,7 +257,8 @@ if (AGENT) {
   el.title.textContent = 'Agent console';
   el.subtitle.textContent = 'Every room, live';
 }
-const me = await auth.whoAmI();
+state.me = await auth.whoAmI();
+const { me } = state;
 if (!me.private) startOpen();
 else if (AGENT) await startAgent();
 // An agent's cookie on the customers' page: their place is the console.

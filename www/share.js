@@ -70,6 +70,9 @@ class SharedFeed {
     setInterval(() => this.tick(), 1000);
   }
 
+  /** Whether this tab holds the stream. */
+  get leading() { return !!this.stream; }
+
   get heartbeatMs() {
     return this.stream ? this.stream.heartbeatMs : this.last ? this.last.heartbeatMs : 0;
   }

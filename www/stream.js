@@ -38,6 +38,9 @@ export class Stream {
     this.watchdog = setInterval(() => this.overdue(this.status === 'live' ? 'stream silent' : 'no answer'), 250);
   }
 
+  /** A stream of this tab's own: it is the one holding it (as share.js's feed asks). */
+  get leading() { return true; }
+
   /** Carries exactly these rooms, reopening if they changed. */
   setRooms(names) {
     const have = new Set(this.rooms);

@@ -200,7 +200,8 @@ test('unread counts mean unanswered; a late customer tab sees the agent online; 
   const late = await openTab(c.context, `${srv.base}/`);
   await waitLive(late.page);
   await waitFor(async () => /\bonline\b/.test(await textOf(late.page, 'agent-status')), { timeout: 6000, what: 'agent online in the late tab' });
-  assert.equal((await late.page.locator('[data-testid="message"].by-agent .author').allTextContents()).join(), 'Kim');
+  await waitFor(async () => (await late.page.locator('[data-testid="message"].by-agent .author').allTextContents()).join() === 'Kim',
+    { what: "Kim's answer marked in the late tab" });
 
   // A second agent tab needs no login; logging out in one logs out both.
   const second = await openTab(agent.context, `${srv.base}/?agent`);
@@ -291,22 +292,29 @@ test('a stream the server closes at its token\'s expiry comes back by itself wit
   await c.context.close();
 });
 
-test('a token that ran out while nobody renewed it: the page starts a new conversation by itself and says so', async () => {
+test('a token that ran out while nobody renewed it: the tabs move to one new conversation by themselves and say so', async () => {
   const srv = await startServer('--visitor-ttl', '3s');
   const c = await customer(srv);
+  const tab = await openTab(c.context, `${srv.base}/`);
+  await waitLive(tab.page);
   let block = true;
-  await c.page.route('**/session', (route) => (block && route.request().method() === 'POST' ? route.abort() : route.continue()));
+  await c.context.route('**/session', (route) => (block && route.request().method() === 'POST' ? route.abort() : route.continue()));
   // Past the expiry the server closes the stream and refuses it without a token.
   await waitFor(async () => (await sessionOf(c.page)).role === 'anonymous', { timeout: 8000, what: 'the token to run out' });
   await waitFor(async () => !/\blive\b/.test(await textOf(c.page, 'status')), { timeout: 8000, what: 'the stream to be closed' });
   block = false;
   await waitFor(async () => (await sessionOf(c.page)).role === 'customer', { timeout: 15000, what: 'a new session' });
-  await waitLive(c.page, 20000);
-  const now = await sessionOf(c.page);
-  assert.notEqual(now.rooms[0], c.room, 'a new conversation');
-  assert.match(await c.page.locator('#notice').textContent(), /new conversation/);
+  const room = (await sessionOf(c.page)).rooms[0];
+  assert.notEqual(room, c.room, 'a new conversation');
+  for (const p of [c.page, tab.page]) {
+    await waitLive(p, 20000);
+    await waitFor(async () => /new conversation/.test(await p.locator('#notice').textContent()), { timeout: 20000, what: 'the notice' });
+  }
   await sendFromPage(c.page, 'hello again');
-  await waitText(c.page, 'hello again');
+  await waitText(tab.page, 'hello again', 20000);
+  await waitLive(c.page);
+  assert.equal((await sessionOf(c.page)).rooms[0], room, 'one new conversation for both tabs');
   assert.deepEqual(c.errors, []);
+  assert.deepEqual(tab.errors, []);
   await c.context.close();
 });
