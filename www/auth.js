@@ -84,17 +84,28 @@ function scheduleRenewal() {
   if (!state.me.expires) return;
   const left = state.me.expires - Date.now();
   const delay = Math.min(Math.max(1000, left / 2), 2 ** 31 - 1);
-  renewTimer = setTimeout(renew, delay);
+  renewTimer = setTimeout(() => renew(), delay);
 }
 
-/** Re-issues the customer's token now; a failure is retried shortly. */
-export async function renew() {
+/**
+ * Re-issues the customer's token now; a failure is retried shortly. Past
+ * the token's expiry (timers asleep in a hidden tab) a re-issue would be a
+ * new conversation: only `force` (the tab holding the stream, refused) may
+ * start it, so that the tabs of a browser never start several at once.
+ */
+export async function renew(force = false) {
   clearTimeout(renewTimer);
+  if (!force && state.me.expires && Date.now() >= state.me.expires) {
+    // Another tab may have renewed the cookie meanwhile: then carry on from its token.
+    const now = await whoAmI();
+    if (now.role !== 'customer' || now.room !== state.me.room || now.expires <= Date.now()) return;
+    state.me.expires = now.expires;
+  }
   try {
     await startSession();
     onRenewed(state.me);
   } catch {
-    renewTimer = setTimeout(renew, 3000);
+    renewTimer = setTimeout(() => renew(force), 3000);
   }
 }
 

@@ -102,7 +102,7 @@ async function checkSession() {
       if ((await auth.whoAmI()).role !== 'agent') location.reload(); // back to the login form
     } else if (feed && feed.leading) {
       // The same room while the cookie is valid, else a new one (onSession).
-      await auth.renew();
+      await auth.renew(true);
     } else {
       // The tab holding the stream renews; this one follows the cookie, so
       // that the tabs of a browser never start two conversations at once.
