@@ -785,6 +785,14 @@ impl Runner {
         }
     }
 
+    /// Streams whose connection is up and past its response head.
+    fn streams_in_body(&self) -> usize {
+        self.subs
+            .iter()
+            .filter(|s| s.state == SubState::Body)
+            .count()
+    }
+
     fn next_timer(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
@@ -2225,9 +2233,14 @@ fn print_table(r: &serde_json::Value) {
             "restart_us_per_reconnect_sched",
         ),
         (
-            "  minus live fan-out (µs, stat / sched)",
-            "restart_us_per_reconnect_net",
-            "restart_us_per_reconnect_net_sched",
+            "  live deliveries meanwhile / loadgen CPU %",
+            "window_live_deliveries",
+            "window_loadgen_cpu_pct",
+        ),
+        (
+            "  accept queue overflows / SYN resends",
+            "window_listen_overflows",
+            "window_syn_retrans",
         ),
         (
             "new server peak RSS / at the end (kB)",

@@ -66,6 +66,10 @@ pub struct StormRun {
     pub pre_s0: Option<ProcSample>,
     pub pre_s1: Option<ProcSample>,
     pub pre_deliveries: u64,
+    /// Machine-wide accept-queue overflows and SYN resends from the restart
+    /// until every stream was whole (a resent SYN costs a stream 1 s).
+    pub listen0: Option<(u64, u64, u64)>,
+    pub listen1: Option<(u64, u64, u64)>,
 }
 
 impl StormRun {
@@ -171,6 +175,7 @@ pub fn run(r: &mut Runner, a: &Args, open: u64) -> StormRun {
                     st.t_gone_ns = now_ns();
                     st.m0 = stats::machine_cpu();
                     st.self0 = stats::sample(0);
+                    st.listen0 = stats::listen_counters();
                     st.t_restart_ns = now_ns();
                     match spawn(a) {
                         Ok(c) => {
@@ -205,6 +210,7 @@ pub fn run(r: &mut Runner, a: &Args, open: u64) -> StormRun {
                     st.ns1 = close::sched_ns(st.new_pid);
                     st.self1 = stats::sample(0);
                     st.m1 = stats::machine_cpu();
+                    st.listen1 = stats::listen_counters();
                     st.t_all_whole_seen_ns = now_ns();
                     st.whole_timeout = timed_out && !(all_back && r.c.wholes >= open);
                     st.deliveries_window = r.c.deliveries - deliv_mark.0;
@@ -276,6 +282,11 @@ pub fn run(r: &mut Runner, a: &Args, open: u64) -> StormRun {
             if let Ok(Some(status)) = c.try_wait() {
                 st.new_exit = status.code();
                 st.new_stop_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
+                // Read the closes still in the sockets (1 s at most).
+                let until = Instant::now() + Duration::from_secs(1);
+                while Instant::now() < until && r.streams_in_body() > 0 {
+                    r.step(Duration::from_millis(5));
+                }
                 break;
             }
             if Instant::now() >= until {
@@ -369,10 +380,20 @@ pub fn figures(r: &Runner, st: &StormRun) -> Vec<(String, Value)> {
         }
         _ => None,
     };
+    let window_ms = st.ms(st.t_restart_ns, st.t_all_whole_seen_ns);
     let live_window = st.deliveries_window.saturating_sub(st.replayed_window);
-    let net = |us: Option<f64>| match (us, pre_us_per_delivery) {
-        (Some(us), Some(per)) => Some((us - per * live_window as f64).max(0.0)),
+    let self_pct = match (st.self0, st.self1, window_ms) {
+        (Some(a), Some(b), Some(w)) if w > 0.0 => {
+            Some(((b.cpu_us.saturating_sub(a.cpu_us) as f64 / 10.0 / w) * 10.0).round() / 10.0)
+        }
         _ => None,
+    };
+    let listen = |k: usize| match (st.listen0, st.listen1) {
+        (Some(a), Some(b)) => {
+            let (a, b) = ([a.0, a.1, a.2], [b.0, b.1, b.2]);
+            json!(b[k].saturating_sub(a[k]))
+        }
+        _ => Value::Null,
     };
     let per = |us: Option<f64>| match us {
         Some(us) if backs > 0 => json!((us / backs as f64 * 100.0).round() / 100.0),
@@ -387,7 +408,6 @@ pub fn figures(r: &Runner, st: &StormRun) -> Vec<(String, Value)> {
     };
     let (stop_min, stop_max) = retry(st.stop_retry);
     let (end_min, end_max) = retry(st.end_retry);
-    let window_ms = st.ms(st.t_restart_ns, st.t_all_whole_seen_ns);
     let mut out: Vec<(&str, Value)> = vec![
         ("storm", json!(true)),
         ("storm_failed", json!(st.failed)),
@@ -438,8 +458,9 @@ pub fn figures(r: &Runner, st: &StormRun) -> Vec<(String, Value)> {
                 .unwrap_or(Value::Null),
         ),
         ("window_live_deliveries", json!(live_window)),
-        ("restart_us_per_reconnect_net", per(net(cpu_us))),
-        ("restart_us_per_reconnect_net_sched", per(net(sched_us))),
+        ("window_loadgen_cpu_pct", json!(self_pct)),
+        ("window_listen_overflows", listen(0)),
+        ("window_syn_retrans", listen(2)),
         ("late_p50_ms", r3(quantile(&late, 0.5))),
         ("late_p99_ms", r3(quantile(&late, 0.99))),
         ("late_max_ms", r3(late.last().copied())),

@@ -96,6 +96,8 @@ const GOALS: &[(&str, &str, &str, &str, f64)] = &[
 const WORST_KEYS: &[&str] = &[
     "listen_overflows",
     "syn_retrans",
+    "window_listen_overflows",
+    "window_syn_retrans",
     "missing",
     "dup",
     "connect_errors",
@@ -210,7 +212,7 @@ fn table(groups: &[Group], markdown: bool) -> String {
         ("not whole", "not_whole"),
         ("replayed", "replayed"),
         ("µs/reconn", "restart_us_per_reconnect"),
-        ("µs/reconn net", "restart_us_per_reconnect_net"),
+        ("syn resent", "window_syn_retrans"),
         ("peak RSS kB", "restart_peak_rss_kb"),
     ];
     let any_storm = groups.iter().any(|g| g.any_true("storm"));
