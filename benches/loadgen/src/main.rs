@@ -1026,12 +1026,15 @@ impl Runner {
             self.flush_pub(j);
         }
         if readable {
+            // The answers read before an end or an error still count: a
+            // server that stops answers what it has, then closes.
+            let mut end = None;
             loop {
                 let p = &mut self.pubs[j];
                 match p.sock.read(&mut self.buf) {
                     Ok(0) => {
-                        self.close_pub(j, "closed by server");
-                        return;
+                        end = Some("closed by server");
+                        break;
                     }
                     Ok(n) => {
                         p.rr.push(&self.buf[..n]);
@@ -1042,8 +1045,8 @@ impl Runner {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
-                        self.close_pub(j, "read error");
-                        return;
+                        end = Some("read error");
+                        break;
                     }
                 }
             }
@@ -1087,7 +1090,7 @@ impl Runner {
                             self.close_pub(j, "Connection: close");
                             return;
                         }
-                        if self.a.inflight > 0 {
+                        if self.a.inflight > 0 && end.is_none() {
                             self.fill_inflight(j);
                         }
                     }
@@ -1098,6 +1101,9 @@ impl Runner {
                         return;
                     }
                 }
+            }
+            if let Some(why) = end {
+                self.close_pub(j, why);
             }
         }
     }
