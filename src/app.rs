@@ -143,6 +143,8 @@ pub struct App {
     rng: u64,
     /// When this node last told a shared log its presence.
     presence_shared: Option<Instant>,
+    /// The hub started over from the log: open streams must reconnect.
+    resync: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -173,6 +175,7 @@ impl App {
             started: Instant::now(),
             rng: unix_ms() | 1,
             presence_shared: None,
+            resync: false,
             config,
         }
     }
@@ -416,6 +419,7 @@ impl App {
                     lost_up_to,
                 } => {
                     self.hub.start_over(events, &dropped, last_id, lost_up_to);
+                    self.resync = true;
                     continue;
                 }
                 Settled::Presence(remote) => {
@@ -484,6 +488,18 @@ impl App {
         }
         self.presence_shared = Some(now);
         self.log.share_presence(self.hub.local_counts());
+    }
+
+    /// Whether the hub started over since the last call (open streams must
+    /// reconnect to resume against the new histories).
+    pub fn take_resync(&mut self) -> bool {
+        std::mem::take(&mut self.resync)
+    }
+
+    /// Whether the event log can take publishes and has the histories
+    /// (always, for a local log).
+    pub fn log_ready(&self) -> bool {
+        self.log.healthy() != Some(false)
     }
 
     /// Whether the log has appends or verdicts waiting (no sleeping then).

@@ -55,11 +55,14 @@ pub enum Close {
     Shutdown,
     /// A stream's token expired.
     TokenExpired,
+    /// A cluster node started over from Redis's histories: the stream
+    /// reconnects and resumes against them.
+    Resync,
 }
 
 impl Close {
     /// Every reason, in the order `/metrics` lists them.
-    pub const ALL: [Close; 9] = [
+    pub const ALL: [Close; 10] = [
         Close::Finished,
         Close::ClientClosed,
         Close::PeerReset,
@@ -69,6 +72,7 @@ impl Close {
         Close::TimedOut,
         Close::Shutdown,
         Close::TokenExpired,
+        Close::Resync,
     ];
 
     /// The reason as a metric label.
@@ -83,6 +87,7 @@ impl Close {
             Close::TimedOut => "timed_out",
             Close::Shutdown => "shutdown",
             Close::TokenExpired => "token_expired",
+            Close::Resync => "resync",
         }
     }
 

@@ -251,7 +251,8 @@ pub trait EventLog: Send {
         let _ = local;
     }
 
-    /// Whether the log's store can be reached; `None` for a local log.
+    /// Whether the log's store can be reached (and, for a shared log, the
+    /// node has caught up with it); `None` for a local log.
     fn healthy(&self) -> Option<bool> {
         None
     }

@@ -54,6 +54,9 @@ const FLUSH_SLICE: usize = 256;
 const OUT_HIGH_WATER: usize = 256 * 1024;
 /// How long a closing connection is drained before it is dropped.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long a cluster node waits for Redis at start before it accepts
+/// connections anyway.
+const READY_WAIT: Duration = Duration::from_secs(2);
 /// Pause before accepting again when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Bytes a stream's client may send (it should send none) before it is dropped.
@@ -101,8 +104,11 @@ pub struct Server {
     poll: Poll,
     events: Events,
     listener: TcpListener,
-    /// The listener is registered with the poll (false after shutdown began).
+    /// The listener is registered with the poll (false before the event
+    /// log is ready and after shutdown began).
     listening: bool,
+    /// When to start accepting even if the event log is not ready yet.
+    listen_by: Instant,
     /// The connections and their queues.
     conns: Conns,
     /// Everything that answers: hub, log, access, page, metrics.
@@ -223,15 +229,13 @@ impl Server {
     ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
         raise_backlog(&listener);
-        let mut listener = TcpListener::from_std(listener);
+        let listener = TcpListener::from_std(listener);
         let statics = match &config.www {
             Some(dir) => StaticFiles::from_dir(dir)
                 .map_err(|e| io::Error::new(e.kind(), format!("--www {}: {e}", dir.display())))?,
             None => StaticFiles::embedded(),
         };
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::new()),
@@ -244,11 +248,12 @@ impl Server {
         config.bind = listener.local_addr()?;
         let log = open_log(&config, &shared)?;
         let now = Instant::now();
-        Ok(Server {
+        let mut server = Server {
             poll,
             events: Events::with_capacity(1024),
             listener,
-            listening: true,
+            listening: false,
+            listen_by: now + READY_WAIT,
             conns: Conns::default(),
             timers: Timers::new(now, config.heartbeat),
             app: App::new(config, statics, log),
@@ -257,7 +262,31 @@ impl Server {
             shared,
             now,
             accept_starved: 0,
-        })
+        };
+        server.listen_when_ready()?;
+        Ok(server)
+    }
+
+    /// Starts accepting once the event log is ready (a cluster node has
+    /// the histories), or once [`READY_WAIT`] has passed without it: until
+    /// then connections wait in the kernel's accept queue rather than meet
+    /// a node that knows no history yet.
+    fn listen_when_ready(&mut self) -> io::Result<()> {
+        if self.listening || self.timers.shutting_down() {
+            return Ok(());
+        }
+        let ready = self.app.log_ready();
+        if !ready && Instant::now() < self.listen_by {
+            return Ok(());
+        }
+        if !ready {
+            warn!("the cluster's Redis is not ready; serving streams without history meanwhile");
+        }
+        self.poll
+            .registry()
+            .register(&mut self.listener, LISTENER, Interest::READABLE)?;
+        self.listening = true;
+        Ok(())
     }
 
     /// The address the server listens on.
@@ -468,6 +497,7 @@ impl Server {
             }
         }
         self.settle(true);
+        self.listen_when_ready()?;
         self.run_timers();
         self.flush_all();
         self.resume();
@@ -496,7 +526,10 @@ impl Server {
         if self.conns.flush_pending() || self.app.log_pending() {
             return Duration::ZERO;
         }
-        let next = self.timers.next(self.app.hub.presence_pending());
+        let mut next = self.timers.next(self.app.hub.presence_pending());
+        if !self.listening && !self.timers.shutting_down() {
+            next = next.min(self.listen_by);
+        }
         next.saturating_duration_since(Instant::now())
     }
 
@@ -579,6 +612,16 @@ impl Server {
     fn settle(&mut self, flush: bool) {
         let mut released = Vec::new();
         self.app.settle(flush, &mut released);
+        if self.app.take_resync() {
+            // The node started over from the log's histories: every open
+            // stream reconnects and resumes with its Last-Event-ID against
+            // them (a gap where events are gone), rather than miss some.
+            for token in self.conns.tokens() {
+                if self.conns.get(token).is_some_and(Conn::is_stream) {
+                    self.conns.mark_closing(token, Close::Resync);
+                }
+            }
+        }
         let cap = self.app.config.stream_buffer;
         let mut delivered = 0;
         for event in self.app.take_committed() {

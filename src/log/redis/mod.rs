@@ -150,6 +150,8 @@ pub struct RedisLog {
     next_ticket: u64,
     /// The newest id seen, mirrored for `last_id`.
     last_id: u64,
+    /// The loop has had the first snapshot of the histories.
+    synced: bool,
 }
 
 impl std::fmt::Debug for RedisLog {
@@ -236,15 +238,20 @@ impl RedisLog {
             refused: Vec::new(),
             next_ticket: 0,
             last_id: 0,
+            synced: false,
         })
     }
 
+    /// Publishes are taken: the writer is connected and the loop has the
+    /// histories (before the first snapshot a node knows no ids or rooms).
     fn up(&self) -> bool {
-        self.shared
-            .inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .up
+        self.synced
+            && self
+                .shared
+                .inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .up
     }
 }
 
@@ -292,7 +299,10 @@ impl EventLog for RedisLog {
         for settled in inbox.settled.drain(..) {
             match &settled {
                 Settled::Committed { event, .. } => self.last_id = self.last_id.max(event.id),
-                Settled::Snapshot { last_id, .. } => self.last_id = self.last_id.max(*last_id),
+                Settled::Snapshot { last_id, .. } => {
+                    self.last_id = self.last_id.max(*last_id);
+                    self.synced = true;
+                }
                 _ => {}
             }
             out.push(settled);
@@ -347,15 +357,19 @@ impl Conn {
         };
         let mut hello = Vec::new();
         let commands = url.handshake(&mut hello);
-        if commands > 0 {
-            conn.send(&hello)?;
-            for _ in 0..commands {
-                if let Reply::Error(e) = conn.reply()? {
-                    return Err(io::Error::other(format!("redis refused the login: {e}")));
-                }
+        // A PING last: a bare TCP connect proves nothing (a load balancer
+        // with no backend, a Redis at maxclients accept and then close).
+        resp::encode_command(&[b"PING"], &mut hello);
+        conn.send(&hello)?;
+        for _ in 0..commands {
+            if let Reply::Error(e) = conn.reply()? {
+                return Err(io::Error::other(format!("redis refused the login: {e}")));
             }
         }
-        Ok(conn)
+        match conn.reply()? {
+            Reply::Simple(pong) if pong == "PONG" => Ok(conn),
+            other => Err(redis_error("PING", &other)),
+        }
     }
 
     fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
