@@ -76,6 +76,7 @@ stop() {
         kill -KILL "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
+    NODE_PIDS=()
     if [[ -n $REDIS_PID ]]; then
         kill -TERM "$REDIS_PID" 2>/dev/null
         deadline=$((SECONDS + 5))
