@@ -452,18 +452,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{parse_head, Limits, Parsed};
-
-    fn head(raw: &str) -> Head {
-        let limits = Limits {
-            max_head: 8192,
-            max_body: 65536,
-        };
-        match parse_head(raw.as_bytes(), limits) {
-            Ok(Parsed::Complete(head, _)) => head,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::request::test_head as head;
 
     const OPEN: Identity = Identity {
         who: Who::Open,

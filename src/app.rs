@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use log::info;
+use log::{info, warn};
 
 use crate::access::{Access, Who};
 use crate::config::Config;
@@ -141,6 +141,8 @@ pub struct App {
     started: Instant,
     /// Cheap randomness for the busy answer's retry.
     rng: u64,
+    /// When this node last told a shared log its presence.
+    presence_shared: Option<Instant>,
 }
 
 impl std::fmt::Debug for App {
@@ -170,6 +172,7 @@ impl App {
             committed: Vec::new(),
             started: Instant::now(),
             rng: unix_ms() | 1,
+            presence_shared: None,
             config,
         }
     }
@@ -221,7 +224,7 @@ impl App {
                 ask,
                 &id,
                 head,
-                who.peer.ip(),
+                client_address(head, who.peer),
                 secret,
                 Instant::now(),
                 now_secs,
@@ -288,6 +291,7 @@ impl App {
                     load.streams,
                     load.connections,
                     self.hub.last_id(),
+                    self.log.healthy(),
                 ),
             ),
             Action::Metrics => Response::prometheus(self.render_metrics(load)),
@@ -398,18 +402,35 @@ impl App {
                     let id = event.id;
                     self.hub.commit(event.clone());
                     self.committed.push(event);
-                    let Some(reply) = ticket.and_then(|t| self.held.get(&t)) else {
+                    let Some(ticket) = ticket else {
                         continue;
                     };
-                    let body = match &reply.message {
-                        Some((room, time)) => response::created_message_json(id, room, *time),
-                        None => response::created_event_json(id),
-                    };
-                    (ticket, Response::json(201, body))
+                    (ticket, self.created(ticket, id))
                 }
-                Settled::Refused { ticket, reason } => (Some(ticket), Response::error(503, reason)),
+                Settled::Accepted { ticket, id } => (ticket, self.created(ticket, id)),
+                Settled::Refused { ticket, reason } => (ticket, Response::error(503, reason)),
+                Settled::Snapshot {
+                    events,
+                    dropped,
+                    last_id,
+                    lost_up_to,
+                } => {
+                    self.hub.start_over(events, &dropped, last_id, lost_up_to);
+                    continue;
+                }
+                Settled::Presence(remote) => {
+                    self.hub.set_remote(remote);
+                    continue;
+                }
             };
-            let Some(reply) = ticket.and_then(|t| self.held.remove(&t)) else {
+            let Some(reply) = self.held.remove(&ticket) else {
+                if response.status >= 500 {
+                    // A publish of the host's (a handle, Server::publish).
+                    warn!(
+                        "a publish was dropped: {}",
+                        String::from_utf8_lossy(&response.body)
+                    );
+                }
                 continue;
             };
             let mut bytes = Vec::with_capacity(256);
@@ -437,6 +458,32 @@ impl App {
     /// Drops the answers owed to `token`, whose connection closed first.
     pub fn forget_held(&mut self, token: usize) {
         self.held.retain(|_, reply| reply.token != token);
+    }
+
+    /// The `201` owed for the held publish `ticket`, now that it has `id`.
+    fn created(&self, ticket: u64, id: u64) -> Response {
+        let body = match self.held.get(&ticket).and_then(|r| r.message.as_ref()) {
+            Some((room, time)) => response::created_message_json(id, room, *time),
+            None => response::created_event_json(id),
+        };
+        Response::json(201, body)
+    }
+
+    /// Tells a shared log this node's streams per room (about once a
+    /// second; more often is skipped).
+    pub fn share_presence(&mut self) {
+        if self.log.healthy().is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .presence_shared
+            .is_some_and(|at| now < at + std::time::Duration::from_millis(900))
+        {
+            return;
+        }
+        self.presence_shared = Some(now);
+        self.log.share_presence(self.hub.local_counts());
     }
 
     /// Whether the log has appends or verdicts waiting (no sleeping then).
@@ -582,6 +629,39 @@ impl App {
     }
 }
 
+/// The address a rate limit counts: the peer's, or, when the peer is on
+/// this machine (the reverse proxy of contrib/), the last address of
+/// `X-Forwarded-For`, which that proxy sets. A remote peer cannot claim an
+/// address that way.
+fn client_address(head: &Head, peer: SocketAddr) -> std::net::IpAddr {
+    if !peer.ip().is_loopback() {
+        return peer.ip();
+    }
+    head.headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
+        .filter_map(|(_, value)| value.rsplit(',').next())
+        .filter_map(|last| last.trim().parse().ok())
+        .next_back()
+        .unwrap_or_else(|| peer.ip())
+}
+
+/// The query for the log, with the value of any parameter whose name
+/// holds "token" hidden (tokens never belong in a URL, but a client may
+/// put one there anyway, and logs are read by many).
+fn loggable_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.to_ascii_lowercase().contains("token") => {
+                format!("{name}=<hidden>")
+            }
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// `METHOD /path?query HTTP/1.x`, for the log.
 fn request_line(head: &Head) -> String {
     let method = match head.method {
@@ -591,10 +671,12 @@ fn request_line(head: &Head) -> String {
         Method::Options => "OPTIONS",
         Method::Other => "-",
     };
-    let query = if head.query.is_empty() { "" } else { "?" };
+    let mark = if head.query.is_empty() { "" } else { "?" };
     format!(
-        "{method} {}{query}{} HTTP/1.{}",
-        head.path, head.query, head.minor_version
+        "{method} {}{mark}{} HTTP/1.{}",
+        head.path,
+        loggable_query(&head.query),
+        head.minor_version
     )
 }
 
@@ -718,6 +800,35 @@ mod tests {
         assert!(!app.hub.history_json("r", 0, None).contains("refuse"));
         assert_eq!(app.metrics.events_published, 2);
         assert_eq!(app.metrics.responses.get(&503), Some(&1));
+    }
+
+    #[test]
+    fn tokens_in_a_query_never_reach_the_log() {
+        assert_eq!(
+            loggable_query("room=a&token=abc.def&access_token=x&b=1"),
+            "room=a&token=<hidden>&access_token=<hidden>&b=1"
+        );
+        assert_eq!(loggable_query("room=a"), "room=a");
+    }
+
+    #[test]
+    fn rate_limits_count_the_address_a_local_proxy_forwards() {
+        let limits = Limits {
+            max_head: 8192,
+            max_body: 64,
+        };
+        let raw = b"POST /session HTTP/1.1\r\nX-Forwarded-For: 203.0.113.9, 198.51.100.7\r\n\r\n";
+        let Ok(Parsed::Complete(head, _)) = parse_head(raw, limits) else {
+            panic!("bad test request");
+        };
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(client_address(&head, proxy).to_string(), "198.51.100.7");
+        let remote: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        assert_eq!(
+            client_address(&head, remote).to_string(),
+            "192.0.2.1",
+            "no spoofing"
+        );
     }
 
     #[test]

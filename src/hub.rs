@@ -41,15 +41,24 @@ struct Room {
     dropped_up_to: u64,
     /// Counts last announced by a `presence` event: (clients, agents).
     announced: (usize, usize),
+    /// Other nodes' streams in the room, in a cluster: (clients, agents).
+    remote: (usize, usize),
 }
 
 impl Room {
+    /// The room's streams, on every node: (clients, agents).
     fn counts(&self) -> (usize, usize) {
-        (self.subscribers.len(), self.agents)
+        (
+            self.subscribers.len() + self.remote.0,
+            self.agents + self.remote.1,
+        )
     }
 
     fn is_unused(&self) -> bool {
-        self.subscribers.is_empty() && self.history.is_empty() && self.announced == (0, 0)
+        self.subscribers.is_empty()
+            && self.history.is_empty()
+            && self.announced == (0, 0)
+            && self.remote == (0, 0)
     }
 }
 
@@ -199,6 +208,69 @@ impl Hub {
         }
     }
 
+    /// This node's streams per room, as (room, clients, agents), for the
+    /// other nodes of a cluster.
+    pub fn local_counts(&self) -> Vec<(String, usize, usize)> {
+        self.rooms
+            .iter()
+            .filter(|(_, r)| !r.subscribers.is_empty())
+            .map(|(name, r)| (name.to_string(), r.subscribers.len(), r.agents))
+            .collect()
+    }
+
+    /// Takes the other nodes' streams per room; rooms whose totals change
+    /// get a presence round.
+    pub fn set_remote(&mut self, remote: Vec<(String, (usize, usize))>) {
+        let remote: HashMap<&str, (usize, usize)> = remote
+            .iter()
+            .map(|(room, counts)| (room.as_str(), *counts))
+            .collect();
+        for (name, room) in self.rooms.iter_mut() {
+            let now = remote.get(&**name).copied().unwrap_or_default();
+            if room.remote != now {
+                room.remote = now;
+                self.presence_dirty.push(name.clone());
+            }
+        }
+        for (name, counts) in remote {
+            if !self.rooms.contains_key(name) {
+                let name: Arc<str> = Arc::from(name);
+                let room = self.rooms.entry(name.clone()).or_default();
+                room.remote = counts;
+                self.presence_dirty.push(name);
+            }
+        }
+    }
+
+    /// Replaces every room's history with `events` (id order) and the
+    /// `dropped` marks, and moves the sequence to `last_id`: a cluster
+    /// node starting, or starting over. With `lost_up_to`, every room
+    /// reports a gap to clients resuming from before that id.
+    pub fn start_over(
+        &mut self,
+        events: Vec<Retained>,
+        dropped: &[(String, u64)],
+        last_id: u64,
+        lost_up_to: Option<u64>,
+    ) {
+        for room in self.rooms.values_mut() {
+            room.history.clear();
+            room.dropped_up_to = room.dropped_up_to.max(lost_up_to.unwrap_or(0));
+        }
+        for event in events {
+            self.commit(event);
+        }
+        for (room, id) in dropped {
+            self.mark_dropped(room, *id);
+        }
+        if let Some(lost) = lost_up_to {
+            for room in self.rooms.values_mut() {
+                room.dropped_up_to = room.dropped_up_to.max(lost);
+            }
+        }
+        self.advance_to(last_id);
+    }
+
     /// Moves the announced id up to `id` (journal start-up: ids issued to
     /// events that were dropped since).
     pub fn advance_to(&mut self, id: u64) {
@@ -293,7 +365,7 @@ impl Hub {
         let mut names: Vec<&Arc<str>> = self
             .rooms
             .iter()
-            .filter(|(_, r)| !r.subscribers.is_empty() || !r.history.is_empty())
+            .filter(|(_, r)| r.counts().0 > 0 || !r.history.is_empty())
             .map(|(name, _)| name)
             .collect();
         names.sort();
@@ -303,11 +375,12 @@ impl Hub {
             if n > 0 {
                 out.push(',');
             }
+            let (clients, agents) = room.counts();
             out.push_str(&format!(
                 "{{\"room\":{},\"clients\":{},\"agents\":{},\"messages\":{},\"last_id\":{}}}",
                 json_string(name),
-                room.subscribers.len(),
-                room.agents,
+                clients,
+                agents,
                 room.history.len(),
                 room.history.back().map_or(0, |e| e.id)
             ));

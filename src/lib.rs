@@ -86,9 +86,33 @@
 //! [`Server::authorize`] plug in the host's bookkeeping and auth;
 //! [`Server::stats`] reads the counters. `examples/sensor.rs` and
 //! `examples/step.rs` are complete programs.
-// One `unsafe` block in the crate: `listen(2)` in server/mod.rs, to raise the
-// accept queue above std's 128. Everything else is safe code.
-#![deny(unsafe_code)]
+//!
+//! # Rules for embedders
+//! - **Threads.** A [`Server`] is `Send` but not `Sync`: one thread drives
+//!   it (`run` or `poll_once`); build it where you like and move it there.
+//!   Every other thread uses a [`Handle`] (`Send + Sync + Clone`):
+//!   `publish`, `stats`, `shutdown`. A handle never blocks on the loop.
+//! - **Hooks** ([`Server::on_stream`], [`Server::authorize`]) run on the
+//!   loop's thread inside a turn, one at a time, and every other client
+//!   waits meanwhile: keep them to microseconds (a map lookup, a counter, a
+//!   channel send that cannot block). Never do I/O or wait on a lock held
+//!   elsewhere. They must not panic (the panic leaves `run`/`poll_once`).
+//!   They must be `Send`. A refusal may carry headers
+//!   ([`hooks::Decision::DenyWith`]); an allowance may carry a tag that the
+//!   stream's open and close notices repeat ([`hooks::Decision::AllowAs`]).
+//! - **Step mode.** Call [`Server::poll_once`] with a timeout; it returns
+//!   [`Status::Stopped`] once a shutdown has completed. To wait on your own
+//!   sockets too, nest the server's poll in yours: register its file
+//!   descriptor (`AsRawFd`) for reading and poll at most
+//!   [`Server::timeout`]; `examples/step.rs` shows it.
+//! - **Shutdown.** [`Server::shutdown`] or [`Handle::shutdown`] stops
+//!   accepting, gives every stream what was queued plus a `retry:` spread
+//!   over 2–5 s, and closes everything within [`Config::shutdown_grace`]
+//!   (2 s). Publishing afterwards is an error. Dropping a `Server` without a
+//!   shutdown closes every connection at once, without flushing.
+//! - **Logging** goes through the `log` crate; install any logger you like.
+//!   The `cli` feature (on by default) only adds the binary's own logger.
+#![forbid(unsafe_code)]
 #![deny(missing_docs, rust_2018_idioms)]
 
 pub mod config;
@@ -129,3 +153,9 @@ pub use config::Config;
 pub use handle::{Handle, HandleError};
 pub use server::{Server, Stats, Status};
 pub use sse::Event;
+
+/// The README's code blocks, compiled as doc tests, so its embedding
+/// snippet stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         eprintln!("ssehub: cannot start logging: {e}");
     }
     let bind = config.bind;
-    let listener = match std::net::TcpListener::bind(bind) {
+    let listener = match ssehub::server::listen(&config) {
         Ok(listener) => listener,
         Err(e) => {
             let why = match e.kind() {

@@ -517,6 +517,19 @@ pub fn query_pairs(query: &str) -> impl Iterator<Item = Result<(String, String),
     })
 }
 
+/// Parses a complete head from `raw` with generous limits (tests only).
+#[cfg(test)]
+pub(crate) fn test_head(raw: &str) -> Head {
+    let limits = Limits {
+        max_head: 8192,
+        max_body: 65536,
+    };
+    match parse_head(raw.as_bytes(), limits) {
+        Ok(Parsed::Complete(head, _)) => head,
+        other => panic!("not a complete head: {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

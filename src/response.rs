@@ -24,11 +24,22 @@ pub fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
+        402 => "Payment Required",
+        406 => "Not Acceptable",
+        409 => "Conflict",
+        410 => "Gone",
         417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ if (400..500).contains(&status) => "Client Error",
+        _ if (500..600).contains(&status) => "Server Error",
         _ => "Unknown",
     }
 }
@@ -102,9 +113,10 @@ pub struct Framing<'a> {
 /// Appends `response` as bytes to `out`.
 pub fn write_response(response: &Response, framing: Framing<'_>, out: &mut Vec<u8>) {
     status_line(response.status, framing.minor_version, out);
-    let _ = write!(out, "Content-Type: {}\r\n", response.content_type);
-    // 204 carries no Content-Length (RFC 9110 8.6); everything else does.
+    // 204 carries no content, so neither its type nor a Content-Length
+    // (RFC 9110 8.6); everything else has both.
     if response.status != 204 {
+        let _ = write!(out, "Content-Type: {}\r\n", response.content_type);
         let _ = write!(out, "Content-Length: {}\r\n", response.body.len());
     }
     for (name, value) in &response.extra_headers {
@@ -190,9 +202,21 @@ fn connection_header(keep_alive: bool, minor_version: u8, out: &mut Vec<u8>) {
 }
 
 /// `GET /healthz`'s body.
-pub fn health_json(uptime_s: u64, streams: usize, connections: usize, last_id: u64) -> String {
+/// `redis` is the cluster's store: up, down, or `None` without one.
+pub fn health_json(
+    uptime_s: u64,
+    streams: usize,
+    connections: usize,
+    last_id: u64,
+    redis: Option<bool>,
+) -> String {
+    let redis = match redis {
+        Some(true) => ",\"redis\":\"up\"",
+        Some(false) => ",\"redis\":\"down\"",
+        None => "",
+    };
     format!(
-        "{{\"status\":\"ok\",\"version\":\"{}\",\"uptime_s\":{uptime_s},\"streams\":{streams},\"connections\":{connections},\"last_id\":{last_id}}}",
+        "{{\"status\":\"ok\",\"version\":\"{}\",\"uptime_s\":{uptime_s},\"streams\":{streams},\"connections\":{connections},\"last_id\":{last_id}{redis}}}",
         env!("CARGO_PKG_VERSION"),
     )
 }

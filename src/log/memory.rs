@@ -73,7 +73,7 @@ mod tests {
             .iter()
             .map(|s| match s {
                 Settled::Committed { event, .. } => event.id,
-                Settled::Refused { .. } => panic!("refused"),
+                other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(ids, [1000, 1001]);

@@ -18,6 +18,10 @@
 //!   milliseconds × 1000, and every append is committed at once.
 //! - [`JournalLog`] (`--journal FILE`): one JSON line per event, one write
 //!   and one `fdatasync` per loop turn (group commit), read back on start.
+//! - [`RedisLog`] (`--redis URL`): a Redis stream shared by every node of
+//!   a cluster, which assigns the ids; a publish is acknowledged when Redis
+//!   has it ([`Settled::Accepted`]) and delivered when the node reads it
+//!   back from the stream ([`Settled::Committed`]).
 
 use std::sync::Arc;
 
@@ -26,9 +30,11 @@ use crate::sse;
 
 pub mod journal;
 mod memory;
+mod redis;
 
 pub use journal::JournalLog;
 pub use memory::MemoryLog;
+pub use redis::RedisLog;
 
 /// What a publish carries before the log gives it an id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +190,32 @@ pub enum Settled {
         /// Why, for the publisher.
         reason: &'static str,
     },
+    /// Stored with this id: answer the publisher now; the event itself
+    /// arrives later as [`Settled::Committed`] (a shared log delivers every
+    /// event, a node's own included, in the log's one order).
+    Accepted {
+        /// The ticket of the append it answers.
+        ticket: u64,
+        /// The event's id.
+        id: u64,
+    },
+    /// Start over from the log's histories: retain `events` (id order) and
+    /// the rooms' `dropped` marks; the sequence is at `last_id`. With
+    /// `lost_up_to`, events up to that id may be gone for good (the store
+    /// lost its data): every room then reports a gap to clients resuming
+    /// from before it.
+    Snapshot {
+        /// The retained events of every room, in id order.
+        events: Vec<Retained>,
+        /// Per room, the highest id trimmed from its history.
+        dropped: Vec<(String, u64)>,
+        /// The newest id of the log.
+        last_id: u64,
+        /// The newest id this node had seen when the store lost its data.
+        lost_up_to: Option<u64>,
+    },
+    /// Other nodes' open streams per room: (clients, agents).
+    Presence(Vec<(String, (usize, usize))>),
 }
 
 /// Where published events are stored; see the module docs.
@@ -211,6 +243,17 @@ pub trait EventLog: Send {
     /// Gives the log a chance to shrink its storage to what `hub` retains.
     fn compact(&mut self, hub: &Hub) {
         let _ = hub;
+    }
+
+    /// Tells a shared log this node's open streams per room, as
+    /// (room, clients, agents) — called about once a second.
+    fn share_presence(&mut self, local: Vec<(String, usize, usize)>) {
+        let _ = local;
+    }
+
+    /// Whether the log's store can be reached; `None` for a local log.
+    fn healthy(&self) -> Option<bool> {
+        None
     }
 }
 

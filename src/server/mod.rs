@@ -34,7 +34,7 @@ use crate::conn::{Close, Conn, State};
 use crate::conns::Conns;
 use crate::handle::{Command, Handle, Shared};
 use crate::hooks::{Decision, RequestInfo, StreamNotice};
-use crate::log::{Draft, EventLog, JournalLog, MemoryLog};
+use crate::log::{Draft, EventLog, JournalLog, MemoryLog, RedisLog};
 use crate::sse;
 use crate::static_files::StaticFiles;
 use crate::timers::Timers;
@@ -130,37 +130,48 @@ impl std::fmt::Debug for Server {
     }
 }
 /// The accept queue ssehub asks for; the kernel caps it at
-/// `net.core.somaxconn` (4096 on current Linux).
+/// `net.core.somaxconn` (4096 on current Linux). std's 128 is too short for
+/// a burst of a thousand browsers reconnecting at once (a restart, a Wi-Fi
+/// hiccup): each connect dropped from a full queue waits a 1 s SYN
+/// retransmit.
 const LISTEN_BACKLOG: i32 = 4096;
 
-/// Raises the listener's accept queue from std's 128 to [`LISTEN_BACKLOG`].
+/// Binds `config.bind` as the server wants its listener: an accept queue
+/// of 4096, and `SO_REUSEPORT` when `config.reuse_port` is set, so several
+/// processes share the port and the kernel spreads connections among them.
 ///
-/// With 128, a burst of a thousand browsers reconnecting at once (a restart,
-/// a Wi-Fi hiccup) overflows the queue and each dropped connect waits a 1 s
-/// SYN retransmit. std has no backlog option, so this calls `listen(2)`
-/// again on the bound socket, which Linux and the BSDs accept as "change the
-/// backlog". It is declared here rather than pulled from the `libc` crate for
-/// this one call. Failure only leaves the old queue, so it is logged and
-/// ignored.
-#[cfg(unix)]
-#[allow(unsafe_code)]
-fn raise_backlog(listener: &std::net::TcpListener) {
-    use std::os::fd::AsRawFd;
-    extern "C" {
-        fn listen(fd: std::os::raw::c_int, backlog: std::os::raw::c_int) -> std::os::raw::c_int;
+/// # Errors
+/// The socket cannot be created, configured or bound (address in use, no
+/// permission).
+pub fn listen(config: &Config) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr = config.bind;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does for its listeners: a restart need not wait out TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    if config.reuse_port {
+        #[cfg(unix)]
+        socket.set_reuse_port(true)?;
+        #[cfg(not(unix))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--reuse-port needs SO_REUSEPORT (Linux, the BSDs)",
+        ));
     }
-    // SAFETY: the fd is a valid, bound, listening socket owned by
-    // `listener` for the duration of the call; listen(2) reads nothing else.
-    if unsafe { listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
-        debug!(
-            "cannot raise the accept queue to {LISTEN_BACKLOG}: {}",
-            io::Error::last_os_error()
-        );
-    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
-#[cfg(not(unix))]
-fn raise_backlog(_listener: &std::net::TcpListener) {}
+/// Raises an already-bound listener's accept queue to [`LISTEN_BACKLOG`]:
+/// calling `listen(2)` again on a listening socket changes its backlog on
+/// Linux and the BSDs. Failure only leaves the old queue, so it is logged.
+fn raise_backlog(listener: &std::net::TcpListener) {
+    if let Err(e) = socket2::SockRef::from(listener).listen(LISTEN_BACKLOG) {
+        debug!("cannot raise the accept queue to {LISTEN_BACKLOG}: {e}");
+    }
+}
 
 impl Server {
     /// Binds `config.bind` and builds a server on it.
@@ -169,7 +180,7 @@ impl Server {
     /// Binding fails (address in use, no permission), or the page folder
     /// given by `config.www` cannot be opened.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let listener = std::net::TcpListener::bind(config.bind)?;
+        let listener = listen(&config)?;
         Server::from_listener(listener, config)
     }
 
@@ -183,26 +194,32 @@ impl Server {
     /// cannot be opened, or the journal given by `config.journal` cannot be
     /// opened.
     pub fn from_listener(listener: std::net::TcpListener, config: Config) -> io::Result<Server> {
-        // Without a journal, ids continue from the start time, so a browser
-        // resuming after a restart never holds an id ahead of the server's.
-        let first_id = unix_ms() * 1000;
-        if config.redis.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "--redis: the cluster is not built into this version yet",
-            ));
-        }
-        let log: Box<dyn EventLog> = match &config.journal {
-            Some(path) => Box::new(JournalLog::open(path, first_id)?),
-            None => Box::new(MemoryLog::new(first_id)),
-        };
-        Server::with_log(listener, config, log)
+        Server::with_log(listener, config, |config, shared| {
+            // Without a journal, ids continue from the start time, so a
+            // browser resuming after a restart never holds an id ahead of
+            // the server's.
+            let first_id = unix_ms() * 1000;
+            Ok(match (&config.redis, &config.journal) {
+                (Some(url), _) => {
+                    let shared = shared.clone();
+                    let wake = Box::new(move || {
+                        let _ = shared.waker.wake();
+                    });
+                    let prefix = &config.redis_prefix;
+                    Box::new(RedisLog::start(url.clone(), prefix, config.history, wake)?)
+                }
+                (None, Some(path)) => Box::new(JournalLog::open(path, first_id)?),
+                (None, None) => Box::new(MemoryLog::new(first_id)),
+            })
+        })
     }
 
+    /// Builds the server around the event log `open_log` makes; the log may
+    /// keep the shared handle state to wake the loop from its own threads.
     fn with_log(
         listener: std::net::TcpListener,
         config: Config,
-        log: Box<dyn EventLog>,
+        open_log: impl FnOnce(&Config, &Arc<Shared>) -> io::Result<Box<dyn EventLog>>,
     ) -> io::Result<Server> {
         listener.set_nonblocking(true)?;
         raise_backlog(&listener);
@@ -225,6 +242,7 @@ impl Server {
         // Port 0 becomes the port actually bound.
         let mut config = config;
         config.bind = listener.local_addr()?;
+        let log = open_log(&config, &shared)?;
         let now = Instant::now();
         Ok(Server {
             poll,
@@ -334,7 +352,10 @@ impl Server {
 
     /// Publishes from the loop's own thread; returns the new event's id.
     /// Without a journal it is retained and queued to its streams at once;
-    /// with one, at the next turn's commit.
+    /// with one, at the next turn's commit. In a cluster (`redis`) Redis
+    /// assigns the id later, and this returns 0; the event is delivered
+    /// once Redis has it (while Redis is down it is dropped, with a log
+    /// line).
     ///
     /// # Errors
     /// [`crate::HandleError::InvalidRoom`] or
@@ -599,6 +620,7 @@ impl Server {
         }
         if due.sweep {
             self.sweep();
+            self.app.share_presence();
         }
         if due.accept {
             self.accept_all();
@@ -846,7 +868,7 @@ mod tests {
         let thread = std::thread::spawn(move || {
             let mut log = JournalLog::open(&journal_path, 1).unwrap();
             log.fail_next_commit();
-            let mut server = Server::with_log(listener, config, Box::new(log)).unwrap();
+            let mut server = Server::with_log(listener, config, |_, _| Ok(Box::new(log))).unwrap();
             tx.send(server.handle()).unwrap();
             server.run().unwrap();
         });
@@ -908,5 +930,28 @@ mod tests {
         assert_eq!(server.conns.closed_counts()[Close::IoError as usize], 1);
         server.reap();
         assert_eq!(server.conns.open, 0);
+    }
+
+    #[test]
+    fn reuse_port_lets_two_listeners_share_a_port() {
+        let first = listen(&Config {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            reuse_port: true,
+            ..Config::default()
+        })
+        .unwrap();
+        let shared = Config {
+            bind: first.local_addr().unwrap(),
+            reuse_port: true,
+            ..Config::default()
+        };
+        let second = listen(&shared).expect("a second listener on the same port");
+        assert_eq!(second.local_addr().unwrap(), first.local_addr().unwrap());
+        let alone = Config {
+            reuse_port: false,
+            ..shared
+        };
+        let refused = listen(&alone).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::AddrInUse);
     }
 }
