@@ -391,12 +391,35 @@ fn id_of(block: &SseEvent) -> u64 {
         .unwrap_or_else(|_| panic!("id not a number: {block:?}"))
 }
 
+/// How long a stream may take to bring the next event that is not a
+/// heartbeat (heartbeats alone never satisfy a wait, so a wait that skips
+/// them needs a deadline of its own).
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+/// The next block that is not a heartbeat or `presence`, within
+/// [`EVENT_WAIT`].
+#[track_caller]
+fn next_event(stream: &mut Stream) -> SseEvent {
+    let deadline = Instant::now() + EVENT_WAIT;
+    let mut skipped = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let block = stream.next_block_within(left).unwrap_or_else(|| {
+            panic!("no event within {EVENT_WAIT:?} (closed, or only {skipped} heartbeats/presence)")
+        });
+        match block.event.as_deref() {
+            Some("heartbeat") | Some("presence") => skipped += 1,
+            _ => return block,
+        }
+    }
+}
+
 /// The next event with an id and a payload, skipping heartbeats, presence
 /// and id-only blocks.
 #[track_caller]
 fn next_published(stream: &mut Stream) -> SseEvent {
     loop {
-        let block = stream.next_event();
+        let block = next_event(stream);
         if !is_id_only(&block) {
             assert!(block.id.is_some(), "an event without an id: {block:?}");
             return block;
@@ -722,7 +745,7 @@ fn a_node_started_later_serves_the_same_history_and_replay() {
     let (mut fresh, hello) = open(b.addr, "/events?room=r", "");
     assert_eq!(hello["last_id"], elsewhere, "{hello}");
     assert_eq!(next_ids_raw(&mut fresh, 5), e[3..]);
-    let tail = fresh.next_event();
+    let tail = next_event(&mut fresh);
     assert!(is_id_only(&tail), "{tail:?}");
     assert_eq!(id_of(&tail), elsewhere);
 
@@ -733,7 +756,7 @@ fn a_node_started_later_serves_the_same_history_and_replay() {
         &format!("Last-Event-ID: {}\r\n", e[5]),
     );
     assert_eq!(next_ids_raw(&mut resumed, 2), e[6..]);
-    assert_eq!(id_of(&resumed.next_event()), elsewhere);
+    assert_eq!(id_of(&next_event(&mut resumed)), elsewhere);
     let (mut by_query, _) = open(b.addr, &format!("/events?room=r&lastEventId={}", e[6]), "");
     assert_eq!(next_ids_raw(&mut by_query, 1), e[7..]);
 
@@ -743,7 +766,7 @@ fn a_node_started_later_serves_the_same_history_and_replay() {
         "/events?room=r",
         &format!("Last-Event-ID: {}\r\n", e[1]),
     );
-    let gap = behind.next_event();
+    let gap = next_event(&mut behind);
     assert_eq!(gap.event.as_deref(), Some("gap"), "{gap:?}");
     assert_eq!(gap.id, None, "{gap:?}");
     let data: Value = serde_json::from_str(&gap.data).expect("gap JSON");
@@ -761,7 +784,7 @@ fn a_node_started_later_serves_the_same_history_and_replay() {
 fn next_ids_raw(stream: &mut Stream, n: usize) -> Vec<u64> {
     (0..n)
         .map(|_| {
-            let block = stream.next_event();
+            let block = next_event(stream);
             assert!(
                 !is_id_only(&block),
                 "an id-only block in a replay: {block:?}"
@@ -809,7 +832,7 @@ fn a_browser_resumes_on_any_node_with_no_gap_and_no_duplicate() {
         assert_eq!(replayed, missed, "round {round}: replay on {}", next.addr);
         // Then live, from the other node: nothing in between.
         let live = publish(other.addr, "hop", "e", &format!("r{round} live"));
-        let block = resumed.next_event();
+        let block = next_event(&mut resumed);
         assert_eq!(
             (id_of(&block), block.data.as_str()),
             (live, format!("r{round} live").as_str()),
