@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/release/ssehub
 FUZZ_SECS ?= 60
 
-.PHONY: run build release test lint deps unit examples browser proxy fuzz bench soak cluster clean
+.PHONY: run build release test lint deps unit examples browser proxy size fuzz bench soak cluster clean
 
 ## Build and start ssehub with the bundled page on http://127.0.0.1:8080
 run:
@@ -18,7 +18,7 @@ release:
 
 ## Every test: formatting, lints, docs, unit + integration tests, examples,
 ## browser tests, and ssehub behind real nginx and Caddy
-test: lint unit examples browser proxy
+test: lint unit examples browser proxy size
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -46,6 +46,11 @@ browser: release
 ## ssehub behind contrib/'s nginx and Caddy configs over HTTP/2, and its systemd unit
 proxy: release
 	bash tests/proxy/run.sh $(BIN)
+
+## The stripped release binary stays under 1 MiB, for small devices
+size: release
+	@strip -o target/ssehub.stripped $(BIN) && bytes=$$(stat -c %s target/ssehub.stripped) && \
+	  echo "stripped binary: $$bytes bytes (limit 1048576)" && test $$bytes -le 1048576
 
 ## Fuzz each target for FUZZ_SECS seconds (installs cargo-fuzz when missing)
 fuzz:

@@ -641,6 +641,23 @@ mod tests {
         assert_eq!(c.log_level, log::LevelFilter::Debug);
     }
 
+    /// Every flag the parser takes is named in `--help`'s usage lines and
+    /// explained below them.
+    #[test]
+    fn help_names_every_flag() {
+        let (usage, options) = USAGE.split_once("Options:").expect("an Options section");
+        for flag in FLAGS.iter().chain(&["--reuse-port"]) {
+            assert!(
+                usage.contains(&format!("[{flag}")),
+                "usage line lacks {flag}"
+            );
+            assert!(
+                options.contains(&format!("  {flag} ")),
+                "no explanation of {flag}"
+            );
+        }
+    }
+
     #[test]
     fn environment_then_flags() {
         let env = [
