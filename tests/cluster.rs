@@ -382,13 +382,12 @@ fn is_id_only(block: &SseEvent) -> bool {
     block.id.is_some() && block.event.is_none() && !block.has_data
 }
 
+#[track_caller]
 fn id_of(block: &SseEvent) -> u64 {
-    block
-        .id
-        .as_deref()
-        .unwrap_or_else(|| panic!("no id: {block:?}"))
-        .parse()
-        .unwrap_or_else(|_| panic!("id not a number: {block:?}"))
+    match block.id.as_deref().map(str::parse) {
+        Some(Ok(id)) => id,
+        _ => panic!("no numeric id: {block:?}"),
+    }
 }
 
 /// How long a stream may take to bring the next event that is not a
@@ -404,9 +403,9 @@ fn next_event(stream: &mut Stream) -> SseEvent {
     let mut skipped = 0;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let block = stream.next_block_within(left).unwrap_or_else(|| {
+        let Some(block) = stream.next_block_within(left) else {
             panic!("no event within {EVENT_WAIT:?} (closed, or only {skipped} heartbeats/presence)")
-        });
+        };
         match block.event.as_deref() {
             Some("heartbeat") | Some("presence") => skipped += 1,
             _ => return block,
@@ -430,7 +429,11 @@ fn next_published(stream: &mut Stream) -> SseEvent {
 /// The ids of the next `n` published events.
 #[track_caller]
 fn next_ids(stream: &mut Stream, n: usize) -> Vec<u64> {
-    (0..n).map(|_| id_of(&next_published(stream))).collect()
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(id_of(&next_published(stream)));
+    }
+    ids
 }
 
 /// Reads blocks for `within`; the number of heartbeats. Fails if an event
@@ -782,16 +785,16 @@ fn a_node_started_later_serves_the_same_history_and_replay() {
 /// skipped, but not id-only blocks: a replay has none in its middle).
 #[track_caller]
 fn next_ids_raw(stream: &mut Stream, n: usize) -> Vec<u64> {
-    (0..n)
-        .map(|_| {
-            let block = next_event(stream);
-            assert!(
-                !is_id_only(&block),
-                "an id-only block in a replay: {block:?}"
-            );
-            id_of(&block)
-        })
-        .collect()
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let block = next_event(stream);
+        assert!(
+            !is_id_only(&block),
+            "an id-only block in a replay: {block:?}"
+        );
+        ids.push(id_of(&block));
+    }
+    ids
 }
 
 /// A browser hops from node to node, each time resuming with the last id
@@ -1102,6 +1105,59 @@ fn a_node_cut_off_from_redis_catches_up_on_what_others_published() {
     let last = post_message(a.addr, "r", "ann", "back");
     assert_eq!(next_ids(&mut sa, 1), [last], "nothing twice on a");
     assert_eq!(next_ids(&mut sb, 1), [last], "nothing twice on b");
+}
+
+/// A Redis address that accepts connections and closes them at once (a
+/// TCP load balancer with no backend left, a Redis at `maxclients`) is
+/// Redis that cannot be reached: `/healthz` says `"redis":"down"` and keeps
+/// saying it (a connect that succeeds is not a connection that works),
+/// publishes are `503` at once, streams keep their heartbeats; once Redis
+/// answers again, everything flows.
+#[test]
+fn a_redis_address_that_accepts_and_closes_counts_as_down() {
+    let redis = RedisServer::start();
+    let proxy = RedisProxy::start(redis.port);
+    let prefix = unique_prefix("closes");
+    let a = node(proxy.redis_url(), &prefix);
+    wait_redis_up(a.addr);
+    let (mut stream, _) = open(a.addr, "/events?room=r", "");
+    let first = publish(a.addr, "r", "e", "first");
+    assert_eq!(next_ids(&mut stream, 1), [first]);
+
+    proxy.accept_and_close();
+    assert!(
+        eventually(RECONNECT_DEADLINE, || redis_is(a.addr, "down")),
+        "every connection to Redis is closed at once, yet /healthz says {}",
+        health(a.addr)
+    );
+    // It stays down while nothing works (sampled over a few retry periods).
+    let until = Instant::now() + Duration::from_millis(2500);
+    let mut samples = 0;
+    while Instant::now() < until {
+        let health = health(a.addr);
+        assert_eq!(
+            health["redis"], "down",
+            "after {samples} samples saying down, /healthz says {health}"
+        );
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..3 {
+        let asked = Instant::now();
+        let reply = post_message_reply(a.addr, "r", "ann", "nobody hears");
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert!(
+            asked.elapsed() < AT_ONCE,
+            "a 503 took {:?}",
+            asked.elapsed()
+        );
+    }
+    assert!(heartbeats_for(&mut stream, Duration::from_millis(1500)) >= 1);
+
+    proxy.restore();
+    wait_redis_up(a.addr);
+    let back = publish(a.addr, "r", "e", "back");
+    assert_eq!(next_ids(&mut stream, 1), [back]);
 }
 
 // ----- prefixes, ports, flags --------------------------------------------------------

@@ -9,7 +9,6 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -274,8 +273,10 @@ impl Conn {
 }
 
 /// A TCP proxy on a free loopback port in front of a Redis server, which a
-/// test can cut (every connection through it closed, new ones closed at
-/// once) and restore: one node loses Redis while the others keep it.
+/// test can cut and restore: one node loses Redis while the others keep
+/// it. Cut, every connection through it is closed and new ones are either
+/// refused (the port closed, as when Redis's host is gone) or accepted and
+/// closed at once (as a TCP load balancer with no backend does).
 pub struct RedisProxy {
     /// Its port on 127.0.0.1.
     pub port: u16,
@@ -283,14 +284,31 @@ pub struct RedisProxy {
     accepter: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What the proxy does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Pass,
+    Refuse,
+    AcceptAndClose,
+    Stop,
+}
+
 struct ProxyState {
     target: u16,
-    up: AtomicBool,
-    stopping: AtomicBool,
+    mode: Mutex<Mode>,
     /// Both ends of every connection piped so far (closed ones included;
     /// shutting those down again is harmless).
     live: Mutex<Vec<TcpStream>>,
 }
+
+impl ProxyState {
+    fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap()
+    }
+}
+
+/// How often the accepting thread looks at the mode.
+const PROXY_TICK: Duration = Duration::from_millis(5);
 
 impl RedisProxy {
     /// Starts a proxy to `127.0.0.1:target`.
@@ -299,43 +317,11 @@ impl RedisProxy {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(ProxyState {
             target,
-            up: AtomicBool::new(true),
-            stopping: AtomicBool::new(false),
+            mode: Mutex::new(Mode::Pass),
             live: Mutex::new(Vec::new()),
         });
         let shared = state.clone();
-        let accepter = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if shared.stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = conn else { continue };
-                if !shared.up.load(Ordering::SeqCst) {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(("127.0.0.1", shared.target)) else {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                };
-                let pipes = (
-                    client.try_clone(),
-                    server.try_clone(),
-                    client.try_clone(),
-                    server.try_clone(),
-                );
-                let (Ok(c1), Ok(s1), Ok(c2), Ok(s2)) = pipes else {
-                    continue;
-                };
-                {
-                    let mut live = shared.live.lock().unwrap();
-                    live.push(client);
-                    live.push(server);
-                }
-                std::thread::spawn(move || pipe(c1, s1));
-                std::thread::spawn(move || pipe(s2, c2));
-            }
-        });
+        let accepter = std::thread::spawn(move || accept_loop(listener, port, &shared));
         RedisProxy {
             port,
             state,
@@ -353,30 +339,96 @@ impl RedisProxy {
         RedisUrl::parse(&self.url()).expect("a valid redis URL")
     }
 
-    /// Closes every connection through the proxy; new ones are closed as
-    /// soon as they are accepted, until [`RedisProxy::restore`].
+    /// Closes every connection through the proxy and its port: new
+    /// connections are refused until [`RedisProxy::restore`].
     pub fn cut(&self) {
-        self.state.up.store(false, Ordering::SeqCst);
-        for stream in self.state.live.lock().unwrap().drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        self.set(Mode::Refuse);
     }
 
-    /// Lets connections through again.
+    /// Closes every connection through the proxy; new ones are accepted
+    /// and closed at once, until [`RedisProxy::restore`].
+    pub fn accept_and_close(&self) {
+        self.set(Mode::AcceptAndClose);
+    }
+
+    /// Lets connections through again (on the same port).
     pub fn restore(&self) {
-        self.state.up.store(true, Ordering::SeqCst);
+        self.set(Mode::Pass);
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+        if mode != Mode::Pass {
+            for stream in self.state.live.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
     }
 }
 
 impl Drop for RedisProxy {
     fn drop(&mut self) {
-        self.state.stopping.store(true, Ordering::SeqCst);
-        self.cut();
-        // Wake the accepting thread so that it sees `stopping`.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.set(Mode::Stop);
         if let Some(accepter) = self.accepter.take() {
             let _ = accepter.join();
         }
+    }
+}
+
+/// Accepts (non-blocking, looking at the mode every [`PROXY_TICK`]) and
+/// pipes, closes or refuses; closes the port while refusing and binds it
+/// again after.
+fn accept_loop(listener: TcpListener, port: u16, state: &ProxyState) {
+    let mut listener = Some(listener);
+    loop {
+        let mode = state.mode();
+        match (mode, &listener) {
+            (Mode::Stop, _) => return,
+            (Mode::Refuse, Some(_)) => listener = None,
+            (Mode::Pass | Mode::AcceptAndClose, None) => {
+                // The port was ours a moment ago; retry until it is again.
+                listener = TcpListener::bind(("127.0.0.1", port)).ok();
+            }
+            _ => {}
+        }
+        let Some(open) = &listener else {
+            std::thread::sleep(PROXY_TICK);
+            continue;
+        };
+        open.set_nonblocking(true).expect("non-blocking listener");
+        let client = match open.accept() {
+            Ok((client, _)) => client,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(PROXY_TICK);
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let _ = client.set_nonblocking(false);
+        if mode != Mode::Pass {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        }
+        let Ok(server) = TcpStream::connect(("127.0.0.1", state.target)) else {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        };
+        let pipes = (
+            client.try_clone(),
+            server.try_clone(),
+            client.try_clone(),
+            server.try_clone(),
+        );
+        let (Ok(c1), Ok(s1), Ok(c2), Ok(s2)) = pipes else {
+            continue;
+        };
+        {
+            let mut live = state.live.lock().unwrap();
+            live.push(client);
+            live.push(server);
+        }
+        std::thread::spawn(move || pipe(c1, s1));
+        std::thread::spawn(move || pipe(s2, c2));
     }
 }
 
