@@ -781,6 +781,52 @@ fn a_node_started_later_serves_the_same_history_and_replay() {
     assert_eq!(next_ids_raw(&mut behind, 5), e[3..]);
 }
 
+/// `"redis":"up"` means ready: a node that has just said it serves the
+/// cluster's history and newest id and delivers its own first publish
+/// (several fresh nodes, to catch a start-up race).
+#[test]
+fn a_node_is_ready_once_healthz_says_redis_up() {
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("ready");
+    let a = node(redis.redis_url(), &prefix);
+    wait_redis_up(a.addr);
+    let e: Vec<u64> = (0..3)
+        .map(|n| publish(a.addr, "r", "e", &format!("{n}")))
+        .collect();
+    let retained = messages(a.addr, "room=r");
+    let mut newest = e[2];
+    for round in 0..5 {
+        let fresh = node(redis.redis_url(), &prefix);
+        wait_redis_up(fresh.addr);
+        assert_eq!(
+            messages(fresh.addr, "room=r"),
+            retained,
+            "round {round}: GET /messages right after \"redis\":\"up\""
+        );
+        let (mut resumed, hello) = open(
+            fresh.addr,
+            "/events?room=r",
+            &format!("Last-Event-ID: {}\r\n", e[0]),
+        );
+        assert_eq!(hello["last_id"], newest, "round {round}: {hello}");
+        assert_eq!(next_ids_raw(&mut resumed, 2), e[1..], "round {round}");
+        let (mut own, _) = open(fresh.addr, "/events?room=r", "");
+        let live = publish(fresh.addr, "r", "e", "live");
+        let ids: Vec<u64> = {
+            let mut ids = Vec::new();
+            loop {
+                let id = id_of(&next_published(&mut own));
+                ids.push(id);
+                if id >= live {
+                    break ids;
+                }
+            }
+        };
+        assert_eq!(ids.last(), Some(&live), "round {round}: {ids:?}");
+        newest = live;
+    }
+}
+
 /// The ids of the next `n` events with a payload (heartbeats and presence
 /// skipped, but not id-only blocks: a replay has none in its middle).
 #[track_caller]
