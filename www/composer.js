@@ -3,6 +3,9 @@
 import { AGENT, MAX_TEXT, local, session, el } from './env.js';
 import { state, rooms, myIds } from './store.js';
 import { addItem, remarkOwn, scrollToBottom } from './messages.js';
+import { rename } from './auth.js';
+
+const DEFAULT_VISITOR = 'visitor'; // the server's name for a customer who gave none
 
 let sending = false;
 let resendAfterToken = false; // the 401 asked for a token; saving it sends the message
@@ -33,8 +36,14 @@ export function swapDraft(prev, next) {
 
 async function send() {
   if (sending) return;
-  const user = el.name.value.trim();
+  const me = state.me;
+  // Private mode: the server names the author from the token, whatever the field says.
+  const user = me.private ? me.user : el.name.value.trim();
   const text = cleanText(el.text.value);
+  if (!state.current) {
+    showError('Pick a conversation first.');
+    return;
+  }
   if (!user) {
     showError('Please enter your name first.');
     el.name.focus();
@@ -51,7 +60,8 @@ async function send() {
   el.composer.setAttribute('aria-busy', 'true');
   try {
     const headers = { 'Content-Type': 'application/json' };
-    const token = session.get('token') || '';
+    // Private mode: the cookie carries the token (a header would take precedence over it).
+    const token = me.private ? '' : session.get('token') || '';
     if (token) headers.Authorization = 'Bearer ' + token;
     let res;
     try {
@@ -68,7 +78,8 @@ async function send() {
       const id = Number(body.id);
       myIds.add(id);
       session.set('mine', [...myIds].slice(-500).join(','));
-      addItem({ kind: 'message', id, room: body.room || target, user, text, time: Number(body.time) || Date.now() }, false);
+      const role = me.private ? me.role : null;
+      addItem({ kind: 'message', id, room: body.room || target, user, text, time: Number(body.time) || Date.now(), role }, false);
       // The reader may have switched rooms or typed on meanwhile: only clear what was sent.
       if (state.current === target && cleanText(el.text.value) === text) {
         el.text.value = '';
@@ -81,6 +92,10 @@ async function send() {
       return;
     }
     const reason = body && typeof body.error === 'string' ? body.error : res.statusText || 'error';
+    if (res.status === 401 && me.private) {
+      showError('Not sent: your session has ended (401). Reload the page to start again.');
+      return;
+    }
     if (res.status === 401) {
       session.set('token', null);
       el.tokenRow.hidden = false;
@@ -129,6 +144,10 @@ export function initComposer() {
     if (el.error.textContent && el.tokenRow.hidden) showError('');
   });
 
+  if (state.me.private) {
+    privateName();
+    return;
+  }
   // The name is remembered across visits, apart for the agent view.
   const nameKey = AGENT ? 'agentName' : 'name';
   el.name.value = local.get(nameKey) || (AGENT ? 'Agent' : '');
@@ -137,4 +156,25 @@ export function initComposer() {
     remarkOwn();
   });
   if (!el.name.value) el.name.placeholder = 'Type your name';
+}
+
+// Private mode: a customer's name is the token's, so a new one is a new
+// token (POST /session {name}); the cookie then keeps it across reloads.
+// An agent's name is the one their token was minted with: no field.
+function privateName() {
+  if (AGENT) return;
+  const me = state.me;
+  el.name.required = false;
+  el.name.placeholder = 'Your name (optional)';
+  el.name.value = me.user && me.user !== DEFAULT_VISITOR ? me.user : '';
+  let timer = 0;
+  const save = async () => {
+    clearTimeout(timer);
+    const name = el.name.value.trim();
+    if (!name || name === me.user || [...name].length > 64) return;
+    if (!(await rename(name))) showError('Your name could not be changed just now.');
+    else if (el.error.textContent.startsWith('Your name')) showError('');
+  };
+  el.name.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(save, 800); });
+  el.name.addEventListener('change', save);
 }

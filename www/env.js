@@ -39,5 +39,7 @@ export const el = {
   notice: $('notice'), messages: $('messages'), empty: $('empty'), jump: $('jump'),
   composer: $('composer'), name: $('name'), text: $('text'), send: $('send'),
   tokenRow: $('token-row'), token: $('token'), tokenSave: $('token-save'),
-  counter: $('counter'), error: $('form-error'),
+  counter: $('counter'), error: $('form-error'), who: $('who'),
+  loginForm: $('login-form'), loginToken: $('login-token'), loginButton: $('login'), loginError: $('login-error'),
+  account: $('account'), accountName: $('account-name'), logout: $('logout'),
 };

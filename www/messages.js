@@ -25,6 +25,9 @@ function hue(name) {
 function isOwn(item) {
   if (item.kind !== 'message') return false;
   if (myIds.has(item.id)) return true;
+  // Private mode: the server names the author from the token, so the role says who wrote it.
+  const who = state.me;
+  if (who.private) return item.role === who.role && (who.role === 'customer' || item.user === who.user);
   const me = el.name.value.trim();
   return me !== '' && item.user === me;
 }
@@ -36,7 +39,8 @@ export function normalise(obj) {
   if (!Number.isSafeInteger(id) || id <= 0 || typeof obj.room !== 'string') return null;
   const time = Number(obj.time) || Date.now();
   if (typeof obj.text === 'string' && typeof obj.user === 'string') {
-    return { kind: 'message', id, room: obj.room, user: obj.user, text: obj.text, time };
+    const role = obj.role === 'agent' || obj.role === 'customer' ? obj.role : null; // private mode only
+    return { kind: 'message', id, room: obj.room, user: obj.user, text: obj.text, time, role };
   }
   // A /publish event: shown under its event name.
   if (typeof obj.data === 'string') {
@@ -47,10 +51,12 @@ export function normalise(obj) {
 
 function renderItem(item) {
   const li = document.createElement('li');
-  li.className = 'msg' + (item.kind === 'event' ? ' event' : '') + (isOwn(item) ? ' own' : '');
+  li.className = 'msg' + (item.kind === 'event' ? ' event' : '') + (isOwn(item) ? ' own' : '') +
+    (item.role === 'agent' ? ' by-agent' : '');
   li.setAttribute('data-testid', 'message');
   li.dataset.id = String(item.id);
   li.dataset.user = item.user;
+  if (item.role) li.dataset.role = item.role;
   li.dataset.time = String(item.time);
 
   const avatar = document.createElement('span');
@@ -71,7 +77,15 @@ function renderItem(item) {
   time.dateTime = date.toISOString();
   time.title = fullFmt.format(date);
   time.textContent = timeLabel(item.time);
-  meta.append(author, time);
+  meta.append(author);
+  if (item.role === 'agent') {
+    const badge = document.createElement('span');
+    badge.className = 'badge';
+    badge.setAttribute('data-testid', 'agent-badge');
+    badge.textContent = 'Agent';
+    meta.append(badge);
+  }
+  meta.append(time);
   const text = document.createElement('p');
   text.className = 'text';
   text.textContent = item.text;
@@ -83,7 +97,7 @@ function renderItem(item) {
 function regroup(li) {
   if (!li) return;
   const prev = li.previousElementSibling;
-  const cont = !!prev && prev.dataset.user === li.dataset.user &&
+  const cont = !!prev && prev.dataset.user === li.dataset.user && prev.dataset.role === li.dataset.role &&
     prev.classList.contains('event') === li.classList.contains('event') &&
     Number(li.dataset.time) - Number(prev.dataset.time) < GROUP_MS;
   li.classList.toggle('cont', cont);
@@ -118,8 +132,16 @@ export function addItem(item, fromHistory) {
   regroup(li.nextElementSibling);
 
   if (!r.newest || item.id > r.newest.id) r.newest = item;
+  // A private desk's rooms have random names: the agent's list shows the customer's.
+  if (item.role === 'customer' && (!r.customer || item.id >= r.customer.id)) r.customer = { id: item.id, user: item.user };
   const own = isOwn(item);
-  if (item.id > readUpTo(r) && !own) {
+  // At a private desk the unread counts mean "not yet answered": an agent's
+  // answer (anyone's) answers everything before it.
+  const answer = AGENT && item.role === 'agent';
+  if (answer && item.id > readUpTo(r)) {
+    setReadUpTo(r, item.id);
+    r.unread = [...r.items.values()].filter((i) => i.id > item.id && i.role !== 'agent').length;
+  } else if (item.id > readUpTo(r) && !own && !answer) {
     if (isCurrent && !document.hidden) setReadUpTo(r, item.id);
     else if (!isCurrent || AGENT) r.unread += 1;
     if (isCurrent && document.hidden && !fromHistory) state.hiddenNew += 1;

@@ -34,8 +34,12 @@ export function wantedRooms() {
   let names;
   if (AGENT) {
     names = sortedRooms().map((r) => r.name);
-    if (!names.includes(DEFAULT_ROOM)) names.push(DEFAULT_ROOM);
+    // At a private desk the agent follows the customers' rooms only; lobby
+    // just keeps a stream (and the status) alive while there is none.
+    if (!names.includes(DEFAULT_ROOM) && !(state.me.private && names.length)) names.push(DEFAULT_ROOM);
     if (state.current && !names.includes(state.current)) names.unshift(state.current);
+  } else if (state.me.private) {
+    names = [state.me.room];
   } else {
     names = state.visited.length ? state.visited.slice() : [state.current || DEFAULT_ROOM];
   }
@@ -82,7 +86,7 @@ function roomEntry(r) {
   b.append(top, preview);
   b.addEventListener('click', () => pick(r.name, { focus: !window.matchMedia('(pointer: coarse)').matches }));
   li.append(b);
-  r.entry = { li, b, count, unread, preview };
+  r.entry = { li, b, name, count, unread, preview };
   return r.entry;
 }
 
@@ -99,6 +103,8 @@ export function renderRooms() {
     e.li.classList.toggle('current', isCurrent);
     if (isCurrent) e.b.setAttribute('aria-current', 'page'); else e.b.removeAttribute('aria-current');
     const people = r.clients === 1 ? '1 person' : r.clients + ' people';
+    e.name.textContent = r.customer ? r.customer.user : r.name;
+    e.name.title = r.name;
     e.count.textContent = String(r.clients);
     e.count.title = people + ' here' + (r.agents ? ', ' + r.agents + (r.agents === 1 ? ' agent' : ' agents') : '');
     e.li.classList.toggle('staffed', r.agents > 0);
@@ -108,7 +114,7 @@ export function renderRooms() {
     const n = r.newest;
     e.preview.textContent = n ? n.user + ': ' + n.text.replace(/\s+/g, ' ').slice(0, 140) : (AGENT ? 'No messages yet' : '');
     e.preview.hidden = !n && !AGENT;
-    e.b.setAttribute('aria-label', r.name + ', ' + people + (r.unread ? ', ' + r.unread + ' unread' : '') +
+    e.b.setAttribute('aria-label', (r.customer ? r.customer.user + ' (' + r.name + ')' : r.name) + ', ' + people + (r.unread ? ', ' + r.unread + ' unread' : '') +
       (AGENT && n ? ', newest from ' + n.user : ''));
     if (el.rooms.children[i] !== e.li) {
       el.rooms.insertBefore(e.li, el.rooms.children[i] || null);
@@ -128,6 +134,7 @@ export function renderRooms() {
 }
 
 export function pageTitle() {
+  if (state.me.private) return (AGENT ? 'Agent console' : 'Support chat') + ' · ssehub';
   return (AGENT ? 'Agent · #' : '#') + (state.current || DEFAULT_ROOM) + ' · ssehub';
 }
 
@@ -158,7 +165,8 @@ export function setCounts(name, clients, agents) {
 // ---- GET /rooms ----
 let polling = false;
 export async function pollRooms() {
-  if (polling) return;
+  // A private desk's room list is for agents only (403 for a customer).
+  if (polling || (state.me.private && !AGENT)) return;
   polling = true;
   try {
     const res = await fetch('rooms', { cache: 'no-store' });
@@ -177,7 +185,7 @@ export async function pollRooms() {
     for (const r of rooms.values()) {
       if (!seen.has(r.name)) {
         r.clients = 0; r.agents = 0;
-        if (r.items.size === 0 && r.name !== state.current && r.name !== DEFAULT_ROOM &&
+        if (r.items.size === 0 && r.name !== state.current && (r.name !== DEFAULT_ROOM || state.me.private) &&
             !state.visited.includes(r.name)) {
           if (r.entry) r.entry.li.remove();
           rooms.delete(r.name);

@@ -45,6 +45,9 @@ class SharedFeed {
     this.shown = ''; // the status this tab shows, "status|why"
     this.greeted = false;
     this.covered = new Set(); // this tab's rooms the leader's stream carries, their history loaded
+    // The leader's last presence per room: a tab that joins later hears it at
+    // once (a private desk's customer cannot poll GET /rooms for the counts).
+    this.presence = new Map();
     this.announced = 0;
     this.posted = 0;
     this.unionTimer = 0;
@@ -67,6 +70,9 @@ class SharedFeed {
     setInterval(() => this.tick(), 1000);
   }
 
+  /** Whether this tab holds the stream. */
+  get leading() { return !!this.stream; }
+
   get heartbeatMs() {
     return this.stream ? this.stream.heartbeatMs : this.last ? this.last.heartbeatMs : 0;
   }
@@ -81,6 +87,9 @@ class SharedFeed {
   overdue(why) { if (this.stream) this.stream.overdue(why); }
 
   kick(why) { if (this.stream) this.stream.kick(why); }
+
+  /** The cookie holds a renewed token: the tab holding the stream reopens it with that. */
+  renewed() { if (this.stream) this.stream.renewed(); }
 
   post(msg) {
     this.posted = Date.now();
@@ -121,6 +130,9 @@ class SharedFeed {
         if (this.stream) {
           this.syncUnion();
           this.post({ t: 'state', state: this.snapshot() });
+          if (!known) {
+            for (const data of this.presence.values()) this.post({ t: 'event', ev: { type: 'presence', data }, state: this.snapshot() });
+          }
         }
         break;
       }
@@ -224,6 +236,9 @@ class SharedFeed {
   relay(ev) {
     // Each tab loads the history its rooms lack itself (see cover).
     if (ev.type === 'history') return;
+    if (ev.type === 'presence') {
+      try { this.presence.set(JSON.parse(ev.data).room, ev.data); } catch { /* not one to keep */ }
+    }
     this.post({ t: 'event', ev, state: this.snapshot() });
     this.deliver(ev);
   }

@@ -8,6 +8,8 @@ export const state = {
   subscribed: [], // the rooms this tab's stream carries
   baseline: null, // the first hello's last_id: older messages count as read
   hiddenNew: 0, // customer: messages that arrived while the tab was hidden
+  // Who this page is (auth.js, from GET /session). Open mode: private false, role 'open'.
+  me: { private: false, role: 'open', user: null, room: null, expires: 0 },
 };
 
 /** name -> room; messages.js adds `list` and rooms.js `entry`, the room's elements. */
@@ -27,6 +29,8 @@ export function room(name) {
       newest: null, unread: 0, readUpTo: null, scrollTop: 0, stick: true, draft: '',
     };
     if (AGENT && typeof readMarks[name] === 'number') r.readUpTo = readMarks[name];
+    // At a private desk a conversation no agent of this browser opened yet is unanswered, however old.
+    else if (AGENT && state.me.private) r.readUpTo = 0;
     else if (state.baseline != null) r.readUpTo = state.baseline;
     rooms.set(name, r);
   }

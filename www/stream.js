@@ -10,6 +10,8 @@
 // Events reported: {type: 'hello', lastId} · {type: 'message', data}
 // · {type: 'presence', data} · {type: 'heartbeat'} · {type: 'gap', expected}
 // · {type: 'resumed'} (back after losing the stream: reread the history)
+// · {type: 'refused'} (the server answered the stream with an error: in
+// private mode the token may have run out)
 // · {type: 'history', rooms} (rooms joined after the start: the resumed
 // stream does not replay what came before, read it from GET /messages).
 
@@ -36,6 +38,9 @@ export class Stream {
     this.watchdog = setInterval(() => this.overdue(this.status === 'live' ? 'stream silent' : 'no answer'), 250);
   }
 
+  /** A stream of this tab's own: it is the one holding it (as share.js's feed asks). */
+  get leading() { return true; }
+
   /** Carries exactly these rooms, reopening if they changed. */
   setRooms(names) {
     const have = new Set(this.rooms);
@@ -51,6 +56,15 @@ export class Stream {
   /** Reopens now if the stream should have shown life by now (a hidden tab's timers are slowed). */
   overdue(why) {
     if (Date.now() > this.deadline) this.reopen(why);
+  }
+
+  /**
+   * The token was renewed (private mode): the server closes a stream when
+   * the token it was opened with expires, so reopen it with the new one now,
+   * resuming after the last id (nothing is missed).
+   */
+  renewed() {
+    if (this.rooms.length) this.reopen('token renewed');
   }
 
   /** The network is back: do not wait for the back-off. */
@@ -98,7 +112,8 @@ export class Stream {
   }
 
   open(why) {
-    const joining = why === 'rooms changed' && (this.status === 'live' || this.status === 'joining');
+    const joining = (why === 'rooms changed' || why === 'token renewed') &&
+      (this.status === 'live' || this.status === 'joining');
     const es = new EventSource(this.url());
     this.es = es;
     this.floor = 0;
@@ -171,8 +186,10 @@ export class Stream {
     this.gapExpected = false;
     if (this.status === 'live' || this.status === 'joining') this.status = 'reconnecting';
     if (es.readyState === EventSource.CLOSED) {
-      // The browser gave up (e.g. a non-200 answer from a proxy): retry ourselves, backing off.
+      // The browser gave up (a non-200 answer: a proxy's error, or a token
+      // expired or logged out in private mode): retry ourselves, backing off.
       this.failures += 1;
+      this.onEvent({ type: 'refused' });
       const delay = Math.min(15000, 1000 * 2 ** Math.min(this.failures - 1, 4)) * (0.75 + Math.random() / 2);
       this.closeSource();
       this.retryTimer = setTimeout(() => this.open('retry'), delay);

@@ -1,6 +1,6 @@
 // Helpers for the browser tests: start the ssehub binary on port 0, launch
 // Debian's Chromium through playwright-core, and wait for things with deadlines.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -21,6 +21,17 @@ export const BIN = process.env.SSEHUB_BIN
 const WWW = process.env.SSEHUB_WWW ? path.resolve(process.env.SSEHUB_WWW) : null;
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+/** A secret for private-mode servers (`--auth-secret`, at least 32 characters). */
+export const AUTH_SECRET = 'browser tests: a secret of more than 32 characters';
+
+/** Arguments that start a server in private mode, with `more` after them. */
+export const privateArgs = (...more) => ['--auth-secret', AUTH_SECRET, ...more];
+
+/** A token minted by the binary itself: `ssehub token ARGS --auth-secret AUTH_SECRET`. */
+export function mintToken(...args) {
+  return execFileSync(BIN, ['token', ...args, '--auth-secret', AUTH_SECRET], { encoding: 'utf8', timeout: 10000 }).trim();
+}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
