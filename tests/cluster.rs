@@ -790,40 +790,46 @@ fn a_node_is_ready_once_healthz_says_redis_up() {
     let prefix = unique_prefix("ready");
     let a = node(redis.redis_url(), &prefix);
     wait_redis_up(a.addr);
-    let e: Vec<u64> = (0..3)
+    // Every id of room r so far, oldest first (all retained: --history 100).
+    let mut all: Vec<u64> = (0..3)
         .map(|n| publish(a.addr, "r", "e", &format!("{n}")))
         .collect();
-    let retained = messages(a.addr, "room=r");
-    let mut newest = e[2];
     for round in 0..5 {
         let fresh = node(redis.redis_url(), &prefix);
         wait_redis_up(fresh.addr);
         assert_eq!(
-            messages(fresh.addr, "room=r"),
-            retained,
+            item_ids(&messages(fresh.addr, "room=r")),
+            all,
             "round {round}: GET /messages right after \"redis\":\"up\""
         );
         let (mut resumed, hello) = open(
             fresh.addr,
             "/events?room=r",
-            &format!("Last-Event-ID: {}\r\n", e[0]),
+            &format!("Last-Event-ID: {}\r\n", all[0]),
         );
-        assert_eq!(hello["last_id"], newest, "round {round}: {hello}");
-        assert_eq!(next_ids_raw(&mut resumed, 2), e[1..], "round {round}");
+        assert_eq!(
+            hello["last_id"],
+            *all.last().unwrap(),
+            "round {round}: {hello}"
+        );
+        assert_eq!(
+            next_ids_raw(&mut resumed, all.len() - 1),
+            all[1..],
+            "round {round}: replay"
+        );
         let (mut own, _) = open(fresh.addr, "/events?room=r", "");
-        let live = publish(fresh.addr, "r", "e", "live");
-        let ids: Vec<u64> = {
-            let mut ids = Vec::new();
-            loop {
-                let id = id_of(&next_published(&mut own));
-                ids.push(id);
-                if id >= live {
-                    break ids;
-                }
-            }
-        };
-        assert_eq!(ids.last(), Some(&live), "round {round}: {ids:?}");
-        newest = live;
+        assert_eq!(
+            next_ids_raw(&mut own, all.len()),
+            all,
+            "round {round}: history"
+        );
+        let live = publish(fresh.addr, "r", "e", &format!("round {round}"));
+        assert_eq!(
+            next_ids(&mut own, 1),
+            [live],
+            "round {round}: the node's own first publish"
+        );
+        all.push(live);
     }
 }
 
