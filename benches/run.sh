@@ -8,7 +8,7 @@
 #
 # Environment:
 #   BENCH_RUNS=2          runs per scenario
-#   BENCH_ONLY="S1 S3"    only these scenarios (S1 S2-100 S2-1000 S3 S4 S6 S6-rst);
+#   BENCH_ONLY="S1 S3"    only these scenarios (S1 S2-100 S2-1000 S3 S4 S5 S6 S6-rst);
 #                         a name before its "-" picks every variant (S6: S6 and S6-rst)
 #   BENCH_SERVER=path     server binary (default: the release build)
 #   BENCH_NO_BUILD=1      skip the two cargo builds
@@ -62,10 +62,16 @@ SCENARIOS=(
     "S2-1000|--heartbeat 1|--streams 1000 --idle 1 --messages 2000 --rate 1000"
     "S3|--heartbeat 1|--streams 10000 --idle 1 --messages 200 --rate 100"
     "S4|--heartbeat 1|--streams 1000 --idle 1 --inflight 8 --duration 10"
+    # S5, the reconnect storm: 10,000 streams in 10 rooms, 100 messages/s over
+    # the rooms; after 3 s the server (with --journal) gets SIGTERM, and once
+    # it is gone the load generator starts it again (same flags, port and
+    # journal). Every stream reconnects after its retry: with Last-Event-ID.
+    # --history 1000 keeps every message of the down time for the replay.
+    "S5|--heartbeat 1 --history 1000|--streams 10000 --rooms 10 --idle 1 --messages 100000 --rate 100 --restart-after 3"
     # S6: 10,000 streams of one room close in one burst; the server's CPU until
     # /healthz counts 0 streams. Heartbeats off, so none falls in that window.
     # S6 closes gracefully (FIN), S6-rst abortively (RST: less kernel work per
-    # close, so the server's own share shows more). S5 is kept for a reconnect storm.
+    # close, so the server's own share shows more).
     "S6|--heartbeat 0|--streams 10000 --idle 1 --close-all"
     "S6-rst|--heartbeat 0|--streams 10000 --idle 1 --close-all --close-reset"
 )
@@ -105,6 +111,11 @@ wait_quiet() {
     done
 }
 
+# Whether process $1 has exited (no such process, or a zombie).
+is_gone() {
+    ! kill -0 "$1" 2>/dev/null || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]
+}
+
 stop_server() {
     local pid=$1
     kill -TERM "$pid" 2>/dev/null || return 0
@@ -126,18 +137,53 @@ for run in $(seq 1 "$RUNS"); do
         wait_quiet
         port=$("$LOADGEN" free-port) || { echo "bench: no free port" >&2; exit 1; }
         log=$OUT/$name-run$run
-        # shellcheck disable=SC2086
-        "${PIN_SERVER[@]}" "$SERVER" --bind "127.0.0.1:$port" --log-level warn --history 100 \
-            --max-clients 20000 $sflags 2>"$log.server.log" >/dev/null &
+        storm=
+        [[ $name == S5* ]] && storm=1
+        # shellcheck disable=SC2206
+        srv_cmd=("${PIN_SERVER[@]}" "$SERVER" --bind "127.0.0.1:$port" --log-level warn --history 100
+            --max-clients 20000 $sflags)
+        restart=()
+        if [ -n "$storm" ]; then
+            # A fresh journal; the load generator restarts the server with it.
+            rm -f "$log.journal"
+            srv_cmd+=(--journal "$log.journal")
+            restart=(--restart-log "$log.server2.log" -- "${srv_cmd[@]}")
+        fi
+        "${srv_cmd[@]}" 2>"$log.server.log" >/dev/null &
         spid=$!
         echo "== $name run $run: server pid $spid on 127.0.0.1:$port" >&2
         # shellcheck disable=SC2086
         timeout -k 5 180 "${PIN_LOADGEN[@]}" "$LOADGEN" --server "127.0.0.1:$port" --pid "$spid" \
-            --scenario "$name" --deadline 150 $lflags >"$log.out" 2>"$log.err"
+            --scenario "$name" --deadline 150 $lflags "${restart[@]}" >"$log.out" 2>"$log.err"
         rc=$?
         alive=yes
-        kill -0 "$spid" 2>/dev/null || alive=no
-        stop_server "$spid"
+        extra=
+        if [ -n "$storm" ]; then
+            # The load generator stopped this server (SIGTERM) and started and
+            # stopped the second one itself; each must have exited by now.
+            if is_gone "$spid"; then
+                wait "$spid"
+                first_rc=$?
+            else
+                echo "bench: $name run $run: the first server is still running after the storm" >&2
+                stop_server "$spid"
+                first_rc=-1
+            fi
+            extra=",\"first_server_exit\":$first_rc"
+            if [ "$first_rc" -ne 0 ]; then
+                echo "bench: $name run $run: the first server's exit status after SIGTERM: $first_rc" >&2
+                FAILED=1
+            fi
+            npid=$(sed -n 's/.*restarted the server: pid \([0-9]*\).*/\1/p' "$log.err" | tail -1)
+            if [ -n "$npid" ] && ! is_gone "$npid"; then
+                echo "bench: $name run $run: the restarted server $npid is still running; stopping it" >&2
+                stop_server "$npid"
+            fi
+            grep -q '"new_server_alive_at_end":true' "$log.out" || alive=no
+        else
+            kill -0 "$spid" 2>/dev/null || alive=no
+            stop_server "$spid"
+        fi
         cat "$log.out" >&2
         [ -s "$log.err" ] && sed 's/^/  loadgen: /' "$log.err" | head -20 >&2
         if [ "$alive" = no ]; then
@@ -151,7 +197,7 @@ for run in $(seq 1 "$RUNS"); do
         line=$(grep '^{' "$log.out" | tail -1)
         if [ -n "$line" ]; then
             # Add the run's context to its JSON line.
-            echo "${line%\}},\"run\":$run,\"commit\":\"$COMMIT\",\"date\":\"$STAMP\",\"pinned\":$([ ${#PIN_SERVER[@]} -gt 0 ] && echo true || echo false),\"server_alive\":$([ $alive = yes ] && echo true || echo false)}" >>"$RESULTS"
+            echo "${line%\}}$extra,\"run\":$run,\"commit\":\"$COMMIT\",\"date\":\"$STAMP\",\"pinned\":$([ ${#PIN_SERVER[@]} -gt 0 ] && echo true || echo false),\"server_alive\":$([ $alive = yes ] && echo true || echo false)}" >>"$RESULTS"
         fi
     done
 done

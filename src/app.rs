@@ -589,13 +589,20 @@ impl App {
     }
 
     /// A reconnection delay spread over 2–5 s, so that a crowd told to
-    /// come back (full house, shutdown) does not come back at once.
+    /// come back after a full house does not come back at once.
     pub fn spread_retry_ms(&mut self) -> u64 {
         // xorshift64: randomised so that a crowd does not come back at once.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         2000 + self.rng % 3000
+    }
+
+    /// The reconnection delay a stream gets at shutdown: spread over 1–4 s,
+    /// so the browsers of a restarted server neither come back in the same
+    /// second nor wait past 5 s (a restart usually takes under one).
+    pub fn restart_retry_ms(&mut self) -> u64 {
+        self.spread_retry_ms() - 1000
     }
 
     fn render_metrics(&self, load: Load) -> String {

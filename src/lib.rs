@@ -107,7 +107,7 @@
 //!   [`Server::timeout`]; `examples/step.rs` shows it.
 //! - **Shutdown.** [`Server::shutdown`] or [`Handle::shutdown`] stops
 //!   accepting, gives every stream what was queued plus a `retry:` spread
-//!   over 2–5 s, and closes everything within [`Config::shutdown_grace`]
+//!   over 1–4 s, and closes everything within [`Config::shutdown_grace`]
 //!   (2 s). Publishing afterwards is an error. Dropping a `Server` without a
 //!   shutdown closes every connection at once, without flushing.
 //! - **Logging** goes through the `log` crate; install any logger you like.

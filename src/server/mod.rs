@@ -423,9 +423,11 @@ impl Server {
                 // is not met by every client in the same second. The stream
                 // closes once this is flushed.
                 retry.clear();
-                sse::encode_retry(self.app.spread_retry_ms(), &mut retry);
+                sse::encode_retry(self.app.restart_retry_ms(), &mut retry);
                 self.conns.append(token, &retry, cap);
-            } else if conn.out.is_empty() {
+            } else if conn.out.is_empty() && !awaiting_log(conn) {
+                // (A publish waiting for the log is answered first: it may
+                // well be stored, and its publisher must hear so.)
                 // Streams keep their state so that reaping unsubscribes them;
                 // every other connection closes once its bytes are out.
                 self.conns.mark_closing(token, Close::Shutdown);
@@ -783,6 +785,11 @@ impl Server {
             drop(conn);
         }
     }
+}
+
+/// Whether `conn` waits for the event log's verdict on its publish.
+fn awaiting_log(conn: &Conn) -> bool {
+    matches!(&conn.state, State::Http(http) if http.awaiting_log)
 }
 
 /// The file descriptor of the server's `Poll` (epoll on Linux): it becomes

@@ -51,17 +51,26 @@ impl HealthProbe {
 
     /// The server's `"streams"` figure: its open event streams right now.
     pub fn streams(&mut self) -> io::Result<u64> {
-        match self.ask() {
+        self.field("streams")
+    }
+
+    /// The server's `"last_id"`: the newest event id it has issued.
+    pub fn last_id(&mut self) -> io::Result<u64> {
+        self.field("last_id")
+    }
+
+    fn field(&mut self, key: &str) -> io::Result<u64> {
+        match self.ask(key) {
             Ok(n) => Ok(n),
             Err(_) => {
                 // A closed keep-alive connection: one fresh try.
                 self.sock = None;
-                self.ask()
+                self.ask(key)
             }
         }
     }
 
-    fn ask(&mut self) -> io::Result<u64> {
+    fn ask(&mut self, key: &str) -> io::Result<u64> {
         self.connect()?;
         let sock = self.sock.as_mut().unwrap();
         sock.write_all(&self.request)?;
@@ -78,9 +87,10 @@ impl HealthProbe {
                         )));
                     }
                     self.polls += 1;
-                    return parse_streams(&resp.body).ok_or_else(|| {
+                    return json_u64(&resp.body, key).ok_or_else(|| {
                         io::Error::other(format!(
-                            "no \"streams\" in /healthz: {}",
+                            "no {:?} in /healthz: {}",
+                            key,
                             String::from_utf8_lossy(&resp.body)
                         ))
                     });
@@ -109,8 +119,16 @@ impl HealthProbe {
 }
 
 /// The number after `"streams":` in the body of `/healthz`.
+#[cfg(test)]
 pub fn parse_streams(body: &[u8]) -> Option<u64> {
-    let key = b"\"streams\":";
+    json_u64(body, "streams")
+}
+
+/// The whole number after `"KEY":` in a flat JSON object (`/healthz`, a
+/// `201` to a publish, a `hello` event's data).
+pub fn json_u64(body: &[u8], key: &str) -> Option<u64> {
+    let key = format!("\"{}\":", key);
+    let key = key.as_bytes();
     let at = body.windows(key.len()).position(|w| w == key)? + key.len();
     let rest = &body[at..];
     let rest = &rest[rest.iter().take_while(|b| **b == b' ').count()..];
@@ -157,6 +175,18 @@ mod tests {
         assert_eq!(parse_streams(br#"{"streams": 0}"#), Some(0));
         assert_eq!(parse_streams(br#"{"status":"ok"}"#), None);
         assert_eq!(parse_streams(br#"{"streams":"x"}"#), None);
+        assert_eq!(json_u64(body, "last_id"), Some(7));
+        assert_eq!(
+            json_u64(br#"{"id":1796133025537000}"#, "id"),
+            Some(1796133025537000)
+        );
+        assert_eq!(
+            json_u64(
+                br#"{"rooms":["a"],"heartbeat_ms":1000,"last_id":17}"#,
+                "last_id"
+            ),
+            Some(17)
+        );
     }
 
     #[test]

@@ -14,12 +14,19 @@
 //! With `--close-all` (scenario S6) it publishes nothing: once every stream is
 //! open it closes them all in one burst and measures the server's CPU time
 //! from just before the burst until `GET /healthz` reports no open stream.
+//!
+//! With `--restart-after SECS -- COMMAND…` (scenario S5, the reconnect storm)
+//! it publishes, stops the server with SIGTERM after SECS, starts COMMAND (the
+//! same server again) once it is gone, and lets every stream reconnect as a
+//! browser's `EventSource` would (after its `retry:`, with `Last-Event-ID`);
+//! see `storm.rs`.
 
 #![recursion_limit = "512"]
 
 mod close;
 mod sse;
 mod stats;
+mod storm;
 mod summary;
 
 use mio::net::TcpStream;
@@ -27,7 +34,8 @@ use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 use sse::{Dechunker, Event, ResponseReader, SseParser};
 use stats::{BitSet, Histogram, ProcSample};
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -69,6 +77,15 @@ usage: loadgen --server 127.0.0.1:PORT [options]
   --close-timeout SECS   stop waiting for those 0 streams after this long (default 30)
   --close-reset          with --close-all: abortive closes (SO_LINGER 0, RST instead of FIN)
   --room NAME            room to use (default: a fresh bench-PID-TIME, so history is empty)
+  --rooms K              with --restart-after: K rooms NAME-0 … NAME-(K-1), stream i in room
+                         i mod K, message j to room j mod K (default 1: the room NAME)
+  --restart-after SECS   the reconnect storm (S5): publish at --rate, after SECS send the
+                         server (--pid) SIGTERM, once it is gone start the command after `--`;
+                         streams reconnect after their retry: with Last-Event-ID
+  --restart-log FILE     the new server's stderr (default: ours)
+  --whole-timeout SECS   give up waiting for every stream to be whole again (default 30)
+  --after-whole SECS     keep publishing this long after every stream is whole (default 1)
+  -- COMMAND ARGS…       with --restart-after: how to start the server again
   --wait-ready SECS      wait until the server accepts connections (default 10)
   --json                 print only the JSON line
   --help
@@ -99,6 +116,12 @@ struct Args {
     close_all: bool,
     close_timeout: f64,
     close_reset: bool,
+    rooms: usize,
+    restart_after: f64,
+    restart_cmd: Vec<String>,
+    restart_log: String,
+    whole_timeout: f64,
+    after_whole: f64,
 }
 
 fn die(msg: &str) -> ! {
@@ -130,6 +153,12 @@ fn parse_args() -> Args {
         close_all: false,
         close_timeout: 30.0,
         close_reset: false,
+        rooms: 1,
+        restart_after: 0.0,
+        restart_cmd: Vec::new(),
+        restart_log: String::new(),
+        whole_timeout: 30.0,
+        after_whole: 1.0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -154,6 +183,10 @@ fn parse_args() -> Args {
             a.close_reset = true;
             i += 1;
             continue;
+        }
+        if flag == "--" {
+            a.restart_cmd = argv[i + 1..].to_vec();
+            break;
         }
         let Some(val) = argv.get(i + 1) else {
             die(&format!("{} needs a value", flag))
@@ -191,6 +224,11 @@ fn parse_args() -> Args {
             "--room" => a.room = val.clone(),
             "--wait-ready" => a.wait_ready = num(flag, val),
             "--close-timeout" => a.close_timeout = num(flag, val),
+            "--rooms" => a.rooms = num(flag, val),
+            "--restart-after" => a.restart_after = num(flag, val),
+            "--restart-log" => a.restart_log = val.clone(),
+            "--whole-timeout" => a.whole_timeout = num(flag, val),
+            "--after-whole" => a.after_whole = num(flag, val),
             _ => die(&format!("unknown flag {}", flag)),
         }
         i += 2;
@@ -216,6 +254,25 @@ fn parse_args() -> Args {
     if a.close_all && (a.messages > 0 || a.inflight > 0) {
         die("--close-all publishes nothing: drop --messages and --inflight");
     }
+    if a.restart_after > 0.0 {
+        if a.restart_cmd.is_empty() || a.pid == 0 {
+            die("--restart-after needs --pid and the command to start the server again after --");
+        }
+        if a.messages == 0 || a.inflight > 0 || a.close_all {
+            die("--restart-after publishes at a rate: give --messages M --rate R (M an upper bound)");
+        }
+        if !(a.whole_timeout > 0.0
+            && a.whole_timeout <= 600.0
+            && (0.0..=600.0).contains(&a.after_whole))
+        {
+            die("--whole-timeout must be in (0, 600] and --after-whole in [0, 600] seconds");
+        }
+    } else if !a.restart_cmd.is_empty() {
+        die("a command after -- is only for --restart-after");
+    }
+    if a.rooms == 0 || a.rooms > 1000 || (a.rooms > 1 && a.restart_after <= 0.0) {
+        die("--rooms must be 1..=1000, and above 1 only with --restart-after");
+    }
     if !(a.close_timeout > 0.0 && a.close_timeout <= 600.0) {
         die("--close-timeout must be in (0, 600] seconds");
     }
@@ -230,13 +287,13 @@ fn parse_args() -> Args {
         a.room = format!("bench-{}-{}", std::process::id(), ms);
     }
     if a.room.is_empty()
-        || a.room.len() > 64
+        || a.room.len() > 58
         || !a
             .room
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || b"_-.".contains(&c))
     {
-        die("--room must be 1-64 characters of A-Z a-z 0-9 _ - .");
+        die("--room must be 1-58 characters of A-Z a-z 0-9 _ - .");
     }
     a
 }
@@ -328,11 +385,41 @@ struct Sub {
     head: Vec<u8>,
     dechunk: Option<Dechunker>,
     sse: SseParser,
+    attempts: u32,
+    /// Its room (an index into the room names).
+    room: usize,
+    /// The reconnection time (ms): the last `retry:` seen, as `EventSource` keeps it.
+    retry_ms: u64,
+    /// The request of the current connection (with `Last-Event-ID` on a reconnect).
+    req: Vec<u8>,
+    tr: Track,
+}
+
+/// What a stream's events tell, across its connections.
+#[derive(Default)]
+struct Track {
+    /// Sequence numbers (from the data) received.
     seen: BitSet,
+    /// Event ids received, minus the id base (S5).
+    seen_ids: BitSet,
+    /// Had its hello once (the stream opened).
     hello: bool,
-    attempts: u8,
+    /// The current connection had its hello.
+    conn_hello: bool,
     /// Had its hello before publishing started (so it is owed every message).
     counted: bool,
+    /// `EventSource`'s last event ID: set by every dispatched block with an
+    /// `id:` field (an empty or non-numeric one clears it), kept across connections.
+    last_event_id: Option<u64>,
+    /// S5: had a hello from the restarted server, and when (ns).
+    back: bool,
+    back_ns: u64,
+    /// S5: that hello's `last_id`; events up to it are the replay.
+    replay_upto: u64,
+    /// S5: when it first had an id at or above `replay_upto` (ns).
+    whole_ns: u64,
+    /// When its last reconnection was due (ns): the close + its `retry:`.
+    due_ns: u64,
 }
 
 struct Pub {
@@ -385,6 +472,32 @@ struct Counters {
     live_counted: u64,
     /// Per second of publishing (by send time): deliveries and worst latency (µs).
     timeline: Vec<(u64, u64)>,
+    // the reconnect storm (S5)
+    /// Hellos on later connections of streams that had opened.
+    rehellos: u64,
+    /// Streams back on the restarted server, and the last of those hellos.
+    backs: u64,
+    last_back_ns: u64,
+    /// Streams that had the replay up to their hello's `last_id`.
+    wholes: u64,
+    /// Deliveries of the replay (ids up to the hello's `last_id`), not in the latency.
+    replayed: u64,
+    /// `m` events whose id was missing or below the id base.
+    bad_ids: u64,
+    /// Ids received twice by one stream.
+    dup_ids: u64,
+    /// Reconnections scheduled (a close or a failed connect, then `retry:`).
+    reconnects: u64,
+    /// Connects that failed while reconnecting (refused while the server was down).
+    reconnect_failures: u64,
+    /// Streams closed after a second `retry:` (a graceful stop): (count, min, max ms),
+    /// while reconnecting (the first stop) and after it (the final stop).
+    stop_retry: (u64, u64, u64),
+    end_retry: (u64, u64, u64),
+    /// Messages due while no publisher connection was up (not sent).
+    pub_skipped: u64,
+    pub_reconnects: u64,
+    pub_closes: u64,
 }
 
 struct Runner {
@@ -398,14 +511,27 @@ struct Runner {
     c: Counters,
     hist: Histogram,
     acked: BitSet,
+    /// Acknowledged sequence numbers, and ids minus `id_base`, per room.
+    acked_seq: Vec<BitSet>,
+    acked_ids: Vec<BitSet>,
     buf: Vec<u8>,
-    request: Vec<u8>,
+    /// Per room: the stream request's head without its closing blank line.
+    requests: Vec<Vec<u8>>,
+    room_names: Vec<String>,
     deadline: Instant,
     timed_out: bool,
     /// Whether subscribers' `m` deliveries are recorded (publish phase).
     next_seq: u64,
     publishing: bool,
     pub_rr: usize,
+    /// Streams reconnect as `EventSource` does (S5).
+    reconnect: bool,
+    /// The server has been restarted (S5): a hello now means "back".
+    restarted: bool,
+    /// Reconnections due: (when, stream).
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Ids above this are the ones published in this run (S5; 0: not tracked).
+    id_base: u64,
 }
 
 const PUB_BASE: usize = 1 << 30;
@@ -414,23 +540,34 @@ const PUB_PIPELINE_CAP: usize = 4096;
 impl Runner {
     fn new(a: Args) -> io::Result<Runner> {
         let deadline = Instant::now() + Duration::from_secs_f64(a.deadline);
-        let request = format!(
-            "GET /events?room={} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: ssehub-loadgen\r\n\r\n",
-            a.room, a.server
-        )
-        .into_bytes();
+        let room_names: Vec<String> = if a.rooms <= 1 {
+            vec![a.room.clone()]
+        } else {
+            (0..a.rooms).map(|k| format!("{}-{}", a.room, k)).collect()
+        };
+        let requests = room_names
+            .iter()
+            .map(|room| {
+                format!(
+                    "GET /events?room={} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: ssehub-loadgen\r\n",
+                    room, a.server
+                )
+                .into_bytes()
+            })
+            .collect();
         let mut subs = Vec::with_capacity(a.streams);
-        for _ in 0..a.streams {
+        for i in 0..a.streams {
             subs.push(Sub {
                 sock: None,
                 state: SubState::Waiting,
                 head: Vec::new(),
                 dechunk: None,
                 sse: SseParser::new(),
-                seen: BitSet::default(),
-                hello: false,
                 attempts: 0,
-                counted: false,
+                room: i % room_names.len(),
+                retry_ms: 2000,
+                req: Vec::new(),
+                tr: Track::default(),
             });
         }
         Ok(Runner {
@@ -444,13 +581,20 @@ impl Runner {
             c: Counters::default(),
             hist: Histogram::new(),
             acked: BitSet::default(),
+            acked_seq: vec![BitSet::default(); room_names.len()],
+            acked_ids: vec![BitSet::default(); room_names.len()],
             buf: vec![0; 256 * 1024],
-            request,
+            requests,
+            room_names,
             deadline,
             timed_out: false,
             next_seq: 0,
             publishing: false,
             pub_rr: 0,
+            reconnect: false,
+            restarted: false,
+            timers: BinaryHeap::new(),
+            id_base: 0,
         })
     }
 
@@ -506,7 +650,16 @@ impl Runner {
                 self.c.first_connect_ns = now_ns().max(1);
             }
             self.c.connects_started += 1;
-            self.subs[i].attempts += 1;
+            let sub = &mut self.subs[i];
+            sub.attempts = sub.attempts.saturating_add(1);
+            // The request, with the header EventSource adds on a reconnection.
+            sub.req.clear();
+            sub.req.extend_from_slice(&self.requests[sub.room]);
+            if let Some(id) = sub.tr.last_event_id {
+                sub.req
+                    .extend_from_slice(format!("Last-Event-ID: {}\r\n", id).as_bytes());
+            }
+            sub.req.extend_from_slice(b"\r\n");
             match connect_from(src, self.a.server) {
                 Ok(mut s) => {
                     if let Err(e) = self.poll.registry().register(
@@ -528,7 +681,10 @@ impl Runner {
                     if self.c.connect_errors <= 3 {
                         eprintln!("loadgen: connect from {}: {}", src, e);
                     }
-                    if self.subs[i].attempts < 3 {
+                    if self.reconnect && self.subs[i].tr.hello {
+                        self.c.reconnect_failures += 1;
+                        self.schedule_reconnect(i);
+                    } else if self.subs[i].attempts < 3 {
                         self.c.connect_retries += 1;
                         self.to_connect.push_back(i);
                     }
@@ -553,22 +709,48 @@ impl Runner {
         if let Some(mut s) = sub.sock.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        let was_open = sub.hello;
+        let was_open = sub.tr.conn_hello;
         if !was_open {
             self.connecting -= 1;
         }
         sub.state = SubState::Closed;
+        sub.tr.conn_hello = false;
         if why_server {
             self.c.closed_by_server += 1;
         }
+        if was_open && sub.sse.retries >= 2 {
+            // A second `retry:` on one connection: the server's graceful stop.
+            let v = sub.sse.retry.unwrap_or(0);
+            let r = if self.reconnect {
+                &mut self.c.stop_retry
+            } else {
+                &mut self.c.end_retry
+            };
+            r.1 = if r.0 == 0 { v } else { r.1.min(v) };
+            r.2 = r.2.max(v);
+            r.0 += 1;
+        }
+        if let Some(ms) = sub.sse.retry {
+            sub.retry_ms = ms;
+        }
         if was_open {
             self.c.closed_after_hello += 1;
-            if sub.counted {
-                sub.counted = false;
+            if sub.tr.counted {
+                sub.tr.counted = false;
                 self.c.live_counted -= 1;
-                self.c.live_unique -= sub.seen.count;
+                self.c.live_unique -= sub.tr.seen.count;
             }
-        } else if sub.attempts < 3 && !self.publishing {
+        }
+        if self.reconnect && sub.tr.hello {
+            // EventSource: reconnect after the reconnection time, whatever ended it.
+            if !was_open {
+                self.c.reconnect_failures += 1;
+            }
+            sub.head.clear();
+            sub.dechunk = None;
+            sub.sse = SseParser::new();
+            self.schedule_reconnect(i);
+        } else if !was_open && sub.attempts < 3 && !self.publishing {
             // Never opened: try again (a reset under a connect burst, a busy reply).
             sub.state = SubState::Waiting;
             sub.head.clear();
@@ -577,6 +759,50 @@ impl Runner {
             self.c.connect_retries += 1;
             self.to_connect.push_back(i);
         }
+    }
+
+    /// Stream `i` connects again after its reconnection time.
+    fn schedule_reconnect(&mut self, i: usize) {
+        let sub = &mut self.subs[i];
+        sub.state = SubState::Waiting;
+        sub.tr.due_ns = now_ns() + sub.retry_ms * 1_000_000;
+        let at = Instant::now() + Duration::from_millis(sub.retry_ms);
+        self.timers.push(Reverse((at, i)));
+        self.c.reconnects += 1;
+    }
+
+    /// Queues the reconnections that are due.
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((at, i))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.subs[i].state == SubState::Waiting {
+                self.to_connect.push_back(i);
+            }
+        }
+    }
+
+    /// Streams whose connection is up and past its response head.
+    fn streams_in_body(&self) -> usize {
+        self.subs
+            .iter()
+            .filter(|s| s.state == SubState::Body)
+            .count()
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Whether every stream that opened has every id acknowledged for its room.
+    fn every_stream_has_every_ack(&self) -> bool {
+        self.subs
+            .iter()
+            .filter(|s| s.tr.hello)
+            .all(|s| self.acked_ids[s.room].missing_from(&s.tr.seen_ids) == 0)
     }
 
     /// Closes every socket of a stream in one burst, in opening order, as a
@@ -604,7 +830,7 @@ impl Runner {
                     }
                 }
                 drop(sock);
-                if sub.hello && sub.state == SubState::Body {
+                if sub.tr.hello && sub.state == SubState::Body {
                     closed += 1;
                 }
                 sub.state = SubState::Closed;
@@ -623,9 +849,9 @@ impl Runner {
             // Writing the request tells all: it fails with the connect error,
             // would block while the handshake is still going, or goes out.
             // (Fewer syscalls than getsockopt + getpeername + a reregister.)
-            let sock = self.subs[i].sock.as_mut().unwrap();
-            match sock.write(&self.request) {
-                Ok(n) if n == self.request.len() => {}
+            let Sub { sock, req, .. } = &mut self.subs[i];
+            match sock.as_mut().unwrap().write(req) {
+                Ok(n) if n == req.len() => {}
                 Ok(_) => {
                     self.c.protocol_errors += 1;
                     self.close_sub(i, false);
@@ -635,7 +861,7 @@ impl Runner {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
                 Err(e) => {
                     self.c.connect_errors += 1;
-                    if self.c.connect_errors <= 3 {
+                    if self.c.connect_errors <= 3 && !self.reconnect {
                         eprintln!("loadgen: connect: {}", e);
                     }
                     self.close_sub(i, false);
@@ -690,7 +916,8 @@ impl Runner {
             c,
             hist,
             connecting,
-            publishing,
+            restarted,
+            id_base,
             ..
         } = self;
         let sub = &mut subs[i];
@@ -730,26 +957,14 @@ impl Runner {
             return true;
         }
         let Sub {
-            sse,
-            seen,
-            hello,
-            dechunk,
-            counted,
-            ..
+            sse, dechunk, tr, ..
         } = sub;
-        let mut cb = |e: &Event| {
-            on_event(
-                e,
-                t,
-                c,
-                hist,
-                seen,
-                hello,
-                connecting,
-                *counted,
-                *publishing,
-            )
+        let ctx = EvCtx {
+            t,
+            id_base: *id_base,
+            restarted: *restarted,
         };
+        let mut cb = |e: &Event| on_event(e, &ctx, c, hist, tr, connecting);
         match dechunk {
             Some(d) => d.feed(data, &mut |b: &[u8]| sse.feed(b, &mut cb)).is_ok(),
             None => {
@@ -811,12 +1026,15 @@ impl Runner {
             self.flush_pub(j);
         }
         if readable {
+            // The answers read before an end or an error still count: a
+            // server that stops answers what it has, then closes.
+            let mut end = None;
             loop {
                 let p = &mut self.pubs[j];
                 match p.sock.read(&mut self.buf) {
                     Ok(0) => {
-                        self.close_pub(j, "closed by server");
-                        return;
+                        end = Some("closed by server");
+                        break;
                     }
                     Ok(n) => {
                         p.rr.push(&self.buf[..n]);
@@ -827,8 +1045,8 @@ impl Runner {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(_) => {
-                        self.close_pub(j, "read error");
-                        return;
+                        end = Some("read error");
+                        break;
                     }
                 }
             }
@@ -841,6 +1059,19 @@ impl Runner {
                         if resp.status == 201 {
                             if let Some(seq) = seq {
                                 self.acked.insert(seq);
+                                let room = (seq % self.room_names.len() as u64) as usize;
+                                self.acked_seq[room].insert(seq);
+                                if self.id_base > 0 {
+                                    match close::json_u64(&resp.body, "id") {
+                                        Some(id)
+                                            if id > self.id_base
+                                                && id - self.id_base < MAX_REL_ID =>
+                                        {
+                                            self.acked_ids[room].insert(id - self.id_base);
+                                        }
+                                        _ => self.c.bad_ids += 1,
+                                    }
+                                }
                                 self.c.acked += 1;
                                 self.c.last_ack_ns = t;
                             }
@@ -859,7 +1090,7 @@ impl Runner {
                             self.close_pub(j, "Connection: close");
                             return;
                         }
-                        if self.a.inflight > 0 {
+                        if self.a.inflight > 0 && end.is_none() {
                             self.fill_inflight(j);
                         }
                     }
@@ -870,6 +1101,9 @@ impl Runner {
                         return;
                     }
                 }
+            }
+            if let Some(why) = end {
+                self.close_pub(j, why);
             }
         }
     }
@@ -884,7 +1118,8 @@ impl Runner {
         let lost = p.inflight.len() as u64;
         p.inflight.clear();
         self.c.pub_unanswered += lost;
-        if self.publishing || lost > 0 {
+        self.c.pub_closes += 1;
+        if (self.publishing || lost > 0) && (!self.reconnect || self.c.pub_closes <= 4) {
             eprintln!(
                 "loadgen: publisher {} {} ({} requests unanswered)",
                 j, why, lost
@@ -912,9 +1147,43 @@ impl Runner {
         }
     }
 
+    /// Reconnects the publisher connections that have closed (S5).
+    fn reopen_pubs(&mut self) {
+        for j in 0..self.pubs.len() {
+            if !self.pubs[j].closed {
+                continue;
+            }
+            let Ok(mut s) = TcpStream::connect(SocketAddr::V4(self.a.server)) else {
+                continue;
+            };
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut s,
+                    Token(PUB_BASE + j),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            self.c.pub_reconnects += 1;
+            self.pubs[j] = Pub {
+                sock: s,
+                connected: false,
+                closed: false,
+                out: Vec::new(),
+                out_pos: 0,
+                rr: ResponseReader::default(),
+                inflight: VecDeque::new(),
+            };
+        }
+    }
+
     /// Sends message `seq` on publisher `j`, time-stamped right before the write.
     fn send(&mut self, j: usize, seq: u64) {
-        let room = &self.a.room;
+        let room = &self.room_names[(seq % self.room_names.len() as u64) as usize];
         let t = now_ns();
         let mut body = format!("{} {}", seq, t);
         if self.a.payload > 0 {
@@ -978,6 +1247,12 @@ impl Runner {
                 }
             }
             let Some(j) = chosen else {
+                if self.reconnect {
+                    // An open loop: a message due while no connection is up is not sent.
+                    self.next_seq += 1;
+                    self.c.pub_skipped += 1;
+                    continue;
+                }
                 return Duration::from_millis(1);
             };
             self.pub_rr = (j + 1) % n;
@@ -1003,20 +1278,38 @@ impl Runner {
     }
 }
 
+/// Ids (minus the id base) past this are taken for garbage.
+const MAX_REL_ID: u64 = 1 << 26;
+
+/// What every event of one read shares.
+struct EvCtx {
+    /// When the read happened (ns).
+    t: u64,
+    id_base: u64,
+    restarted: bool,
+}
+
 /// What a subscriber does with one event.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 fn on_event(
     e: &Event,
-    t: u64,
+    x: &EvCtx,
     c: &mut Counters,
     hist: &mut Histogram,
-    seen: &mut BitSet,
-    hello: &mut bool,
+    tr: &mut Track,
     connecting: &mut usize,
-    counted: bool,
-    publishing: bool,
 ) {
+    let t = x.t;
+    if e.has_id {
+        // WHATWG: a dispatched block's id field sets the last event ID.
+        tr.last_event_id = e.id;
+        if let Some(id) = e.id {
+            if tr.back && tr.whole_ns == 0 && id >= tr.replay_upto {
+                tr.whole_ns = t;
+                c.wholes += 1;
+            }
+        }
+    }
     match e.kind() {
         b"m" => {
             let mut parts = e.data.split(|&b| b == b' ');
@@ -1028,33 +1321,66 @@ fn on_event(
             };
             c.deliveries += 1;
             c.last_delivery_ns = t;
-            let lat = t.saturating_sub(sent) / 1000;
-            hist.record(lat);
-            let sec = (sent.saturating_sub(c.first_send_ns) / 1_000_000_000) as usize;
-            if sec < 3600 {
-                if c.timeline.len() <= sec {
-                    c.timeline.resize(sec + 1, (0, 0));
+            let replayed = tr.back && e.id.is_some_and(|id| id <= tr.replay_upto);
+            if replayed {
+                // Waited for the reconnection: not a delivery latency.
+                c.replayed += 1;
+            } else {
+                let lat = t.saturating_sub(sent) / 1000;
+                hist.record(lat);
+                let sec = (sent.saturating_sub(c.first_send_ns) / 1_000_000_000) as usize;
+                if sec < 3600 {
+                    if c.timeline.len() <= sec {
+                        c.timeline.resize(sec + 1, (0, 0));
+                    }
+                    let slot = &mut c.timeline[sec];
+                    slot.0 += 1;
+                    slot.1 = slot.1.max(lat);
                 }
-                let slot = &mut c.timeline[sec];
-                slot.0 += 1;
-                slot.1 = slot.1.max(lat);
             }
-            if seen.insert(seq) {
+            if tr.seen.insert(seq) {
                 c.unique += 1;
-                if counted {
+                if tr.counted {
                     c.live_unique += 1;
                 }
             } else {
                 c.dup += 1;
             }
-            let _ = publishing;
+            if x.id_base > 0 {
+                match e.id {
+                    Some(id) if id > x.id_base && id - x.id_base < MAX_REL_ID => {
+                        if !tr.seen_ids.insert(id - x.id_base) {
+                            c.dup_ids += 1;
+                        }
+                    }
+                    _ => c.bad_ids += 1,
+                }
+            }
         }
         b"hello" => {
-            if !*hello {
-                *hello = true;
+            if !tr.conn_hello {
+                tr.conn_hello = true;
                 *connecting -= 1;
-                c.hellos += 1;
-                c.last_hello_ns = t;
+                if !tr.hello {
+                    tr.hello = true;
+                    c.hellos += 1;
+                    c.last_hello_ns = t;
+                } else {
+                    c.rehellos += 1;
+                }
+                if x.restarted && !tr.back {
+                    tr.back = true;
+                    tr.back_ns = t;
+                    c.backs += 1;
+                    c.last_back_ns = t;
+                    // Everything up to the newest id when the stream opened
+                    // comes as replay (or is already here).
+                    tr.replay_upto = close::json_u64(e.data, "last_id").unwrap_or(0);
+                    if tr.last_event_id.unwrap_or(0) >= tr.replay_upto {
+                        tr.whole_ns = t;
+                        c.wholes += 1;
+                    }
+                }
             } else {
                 c.other_events += 1;
             }
@@ -1194,7 +1520,7 @@ fn main() {
     // Give up on the streams that did not open: close them.
     r.to_connect.clear();
     for i in 0..r.subs.len() {
-        if !r.subs[i].hello
+        if !r.subs[i].tr.hello
             && r.subs[i].state != SubState::Closed
             && r.subs[i].state != SubState::Waiting
         {
@@ -1245,9 +1571,10 @@ fn main() {
     let hb_idle = r.c.heartbeats - hb_before;
 
     // ---- 3. publish
+    let storm_mode = a.restart_after > 0.0;
     for s in r.subs.iter_mut() {
-        if s.hello && s.state == SubState::Body {
-            s.counted = true;
+        if s.tr.hello && s.state == SubState::Body && !storm_mode {
+            s.tr.counted = true;
             r.c.live_counted += 1;
         }
     }
@@ -1261,7 +1588,7 @@ fn main() {
     let mut m_pub_end = None;
     let mut drained = true;
     let mut publish_secs = 0.0;
-    if pub_k > 0 && r.open_pubs() > 0 {
+    if pub_k > 0 && r.open_pubs() > 0 && !storm_mode {
         r.publishing = true;
         if a.inflight > 0 {
             let stop = t_pub_start + Duration::from_secs_f64(a.duration);
@@ -1311,10 +1638,23 @@ fn main() {
         m_pub_end = stats::machine_cpu();
         r.c.pub_unanswered += r.outstanding() as u64;
     }
+    // ---- 4a. the reconnect storm (--restart-after)
+    let mut sr = storm::StormRun::default();
+    if storm_mode && open_streams > 0 && !r.timed_out {
+        if r.open_pubs() == 0 {
+            eprintln!("loadgen: no publisher connection is open");
+        } else {
+            sr = storm::run(&mut r, &a, open_streams);
+            if let Some(why) = &sr.failed {
+                eprintln!("loadgen: the reconnect storm failed: {}", why);
+            }
+            r.c.pub_unanswered += r.outstanding() as u64;
+        }
+    }
     let streams_open_at_end = r
         .subs
         .iter()
-        .filter(|s| s.hello && s.state == SubState::Body)
+        .filter(|s| s.tr.hello && s.state == SubState::Body)
         .count();
 
     // ---- 4b. close every stream in one burst (--close-all)
@@ -1331,15 +1671,21 @@ fn main() {
     let mut expected = 0u64;
     let mut streams_missing = 0u64;
     for s in r.subs.iter() {
-        if s.hello {
-            let m = r.acked.missing_from(&s.seen);
+        if s.tr.hello {
+            let acked = &r.acked_seq[s.room];
+            let m = acked.missing_from(&s.tr.seen);
             missing += m;
-            expected += r.acked.count;
+            expected += acked.count;
             if m > 0 {
                 streams_missing += 1;
             }
         }
     }
+    let storm_report = if sr.ran {
+        Some(storm::figures(&r, &sr))
+    } else {
+        None
+    };
     // Drop every connection before reporting (the server sees them close).
     r.subs.clear();
     r.pubs.clear();
@@ -1412,6 +1758,8 @@ fn main() {
     let tick_us = 1_000_000 / stats::clock_ticks();
     let (m0, m1, s0, s1, l0, l1) = if cl.m1.is_some() {
         (cl.m0, cl.m1, cl.s0, cl.s1, cl.self0, cl.self1)
+    } else if sr.m1.is_some() {
+        (sr.m0, sr.m1, sr.s0, sr.s1, sr.self0, sr.self1)
     } else if m_pub_end.is_some() {
         (
             m_pub_start,
@@ -1447,7 +1795,9 @@ fn main() {
         }
         _ => (None, None, None),
     };
-    let incomplete = r.timed_out || (a.close_all && open_streams > 0 && !cl.complete);
+    let incomplete = r.timed_out
+        || (a.close_all && open_streams > 0 && !cl.complete)
+        || (storm_mode && (!sr.ran || sr.failed.is_some()));
     let opt = |v: Option<f64>, d: i32| {
         v.map(|x| json!(round(x, d)))
             .unwrap_or(serde_json::Value::Null)
@@ -1542,6 +1892,26 @@ fn main() {
         "incomplete": incomplete,
     });
     let mut report = report;
+    if let Some(fig) = storm_report {
+        let o = report.as_object_mut().unwrap();
+        // Losses by id (the per-stream check of S5); by sequence number as well.
+        let (m, d) = (o["missing"].clone(), o["dup"].clone());
+        o.insert("missing_seq".into(), m);
+        o.insert("dup_seq".into(), d);
+        let fig: Vec<(String, serde_json::Value)> = fig
+            .into_iter()
+            .map(|(k, v)| match k.as_str() {
+                "lost" => ("missing".into(), v),
+                "dup_ids" => ("dup".into(), v),
+                _ => (k, v),
+            })
+            .collect();
+        for (k, v) in fig {
+            o.insert(k, v);
+        }
+        o.insert("mode".into(), json!("storm"));
+        o.insert("rooms".into(), json!(a.rooms));
+    }
     if a.close_all {
         let o = report.as_object_mut().unwrap();
         let close_cpu_us = cpu(&cl.s0, &cl.s1);
@@ -1819,6 +2189,80 @@ fn print_table(r: &serde_json::Value) {
             "close_tail_cpu_ms_sched",
         ),
         ("/healthz polls while closing", "close_polls", ""),
+        ("SIGTERM until the server was gone (ms)", "stop_ms", ""),
+        (
+            "streams given a retry: at the stop / min ms",
+            "stop_streams_retry",
+            "stop_retry_min_ms",
+        ),
+        ("  max retry: (ms)", "stop_retry_max_ms", ""),
+        (
+            "reconnections / failed connects",
+            "reconnections",
+            "reconnect_failures",
+        ),
+        (
+            "after the restart: first back / all back (ms)",
+            "first_back_ms",
+            "back_all_ms",
+        ),
+        (
+            "after the restart: all whole / p50 (ms)",
+            "whole_all_ms",
+            "whole_p50_ms",
+        ),
+        ("streams not back / not whole", "not_back", "not_whole"),
+        (
+            "whole after its own retry: p99 / max (ms)",
+            "late_p99_ms",
+            "late_max_ms",
+        ),
+        ("lost / duplicated ids (per stream)", "missing", "dup"),
+        (
+            "acked ids received / unacked ids received",
+            "messages_acked",
+            "unacked_received",
+        ),
+        (
+            "replayed deliveries / in the window",
+            "replayed",
+            "window_replayed",
+        ),
+        (
+            "new server CPU until all whole (ms, stat / sched)",
+            "restart_cpu_ms",
+            "restart_cpu_ms_sched",
+        ),
+        (
+            "  per reconnection (µs, stat / sched)",
+            "restart_us_per_reconnect",
+            "restart_us_per_reconnect_sched",
+        ),
+        (
+            "  live deliveries meanwhile / loadgen CPU %",
+            "window_live_deliveries",
+            "window_loadgen_cpu_pct",
+        ),
+        (
+            "  accept queue overflows / SYN resends",
+            "window_listen_overflows",
+            "window_syn_retrans",
+        ),
+        (
+            "new server peak RSS / at the end (kB)",
+            "restart_peak_rss_kb",
+            "restart_rss_kb_end",
+        ),
+        (
+            "publishes skipped (down) / reconnects",
+            "pub_skipped",
+            "pub_reconnects",
+        ),
+        (
+            "new server: exit status / stop (ms)",
+            "new_server_exit",
+            "new_server_stop_ms",
+        ),
     ];
     let fmt = |v: &serde_json::Value| match v {
         serde_json::Value::Null => "-".to_string(),

@@ -45,6 +45,8 @@ pub struct SseParser {
     any_field: bool,
     /// The last `retry:` value seen.
     pub retry: Option<u64>,
+    /// How many valid `retry:` fields were seen.
+    pub retries: u64,
     /// Comment lines (`:` first) seen.
     pub comments: u64,
 }
@@ -172,6 +174,7 @@ impl SseParser {
             b"retry" => {
                 if let Some(v) = parse_u64(value) {
                     self.retry = Some(v);
+                    self.retries += 1;
                 }
             }
             _ => {}
@@ -471,6 +474,7 @@ mod tests {
         let mut p = SseParser::new();
         assert_eq!(collect(&mut p, &[STREAM]), expected());
         assert_eq!(p.retry, Some(2000));
+        assert_eq!(p.retries, 1);
         assert_eq!(p.comments, 1);
     }
 

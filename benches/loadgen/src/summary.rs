@@ -82,11 +82,22 @@ const GOALS: &[(&str, &str, &str, &str, f64)] = &[
         "<=",
         1.0,
     ),
+    (
+        "S5",
+        "every stream whole after restart (ms)",
+        "whole_all_ms",
+        "<=",
+        5000.0,
+    ),
+    ("S5", "lost (per stream, by id)", "missing", "==", 0.0),
+    ("S5", "duplicated (per stream, by id)", "dup", "==", 0.0),
 ];
 
 const WORST_KEYS: &[&str] = &[
     "listen_overflows",
     "syn_retrans",
+    "window_listen_overflows",
+    "window_syn_retrans",
     "missing",
     "dup",
     "connect_errors",
@@ -95,6 +106,9 @@ const WORST_KEYS: &[&str] = &[
     "pub_unanswered",
     "bad_markers",
     "protocol_errors",
+    "not_back",
+    "not_whole",
+    "bad_ids",
 ];
 
 fn fmt(v: Option<f64>) -> String {
@@ -188,9 +202,24 @@ fn table(groups: &[Group], markdown: bool) -> String {
         ("close wall ms", "close_wall_ms"),
     ];
     let any_close = groups.iter().any(|g| g.med("streams_closed").is_some());
+    // S5's columns, shown only when some run was a reconnect storm.
+    let storm_cols: &[(&str, &str)] = &[
+        ("stop ms", "stop_ms"),
+        ("back ms", "back_all_ms"),
+        ("whole ms", "whole_all_ms"),
+        ("whole p50 ms", "whole_p50_ms"),
+        ("late max ms", "late_max_ms"),
+        ("not whole", "not_whole"),
+        ("replayed", "replayed"),
+        ("µs/reconn", "restart_us_per_reconnect"),
+        ("syn resent", "window_syn_retrans"),
+        ("peak RSS kB", "restart_peak_rss_kb"),
+    ];
+    let any_storm = groups.iter().any(|g| g.any_true("storm"));
     let cols: Vec<(&str, &str)> = cols
         .iter()
         .chain(close_cols.iter().filter(|_| any_close))
+        .chain(storm_cols.iter().filter(|_| any_storm))
         .copied()
         .collect();
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -386,6 +415,36 @@ mod tests {
         let md = table(&groups, true);
         assert!(md.starts_with("| scenario | runs |"));
         assert!(!t.contains("µs/close"), "{}", t);
+    }
+
+    #[test]
+    fn storm_columns_and_goal() {
+        let runs = [
+            r#"{"scenario":"S5","storm":true,"whole_all_ms":4991.6,"missing":0,"dup":0,"not_whole":0,"restart_us_per_reconnect":167.0}"#,
+            r#"{"scenario":"S5","storm":true,"whole_all_ms":5100.0,"missing":0,"dup":0,"not_whole":0,"restart_us_per_reconnect":171.0}"#,
+        ];
+        let g = Group {
+            name: "S5".into(),
+            runs: runs
+                .iter()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        };
+        let t = table(&[g], false);
+        let head = t.lines().next().unwrap();
+        assert!(
+            head.contains("whole ms") && head.contains("µs/reconn"),
+            "{}",
+            t
+        );
+        assert!(!head.contains("µs/close"), "{}", t);
+        assert!(
+            t.lines().any(|l| l.contains("whole after restart")
+                && l.contains("5046")
+                && l.ends_with("NO")),
+            "{}",
+            t
+        );
     }
 
     #[test]
