@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/release/ssehub
 FUZZ_SECS ?= 60
 
-.PHONY: run build release test lint deps unit examples browser proxy size fuzz bench soak clean
+.PHONY: run build release test lint deps unit examples browser proxy size fuzz bench soak cluster clean
 
 ## Build and start ssehub with the bundled page on http://127.0.0.1:8080
 run:
@@ -63,6 +63,12 @@ bench:
 ## 10,000 streams at 100 messages/s for SOAK_SECS (default 600) seconds
 soak:
 	bash benches/soak.sh
+
+## One node per core on one port (--reuse-port) as one server through a
+## redis-server of its own (or REDIS_URL); BIND=127.0.0.1:8080 NODES=$(nproc)
+## ARGS="--history 500"; Ctrl-C stops them all
+cluster: release
+	bash contrib/cluster.sh $(ARGS)
 
 clean:
 	$(CARGO) clean

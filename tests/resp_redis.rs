@@ -1,164 +1,19 @@
 //! The RESP codec against a real `redis-server` (Redis 6 or newer), spoken
 //! to over a plain `TcpStream` with nothing but `ssehub::resp`.
 //!
-//! Each test starts a private server on a free port with no persistence
-//! and kills it when done, so a system Redis on 6379 is never touched.
-//! Without `redis-server` on the PATH the tests fail: `make deps` installs it.
+//! Each test starts a private server on a free port, its files in a temp
+//! folder, and kills it when done, so a system Redis on 6379 is never
+//! touched (`tests/support/redis.rs`). Without `redis-server` on the PATH
+//! the tests fail: `make deps` installs it.
+mod support;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
 
 use ssehub::redis_url::RedisUrl;
 use ssehub::resp::{
-    self, encode_command, parse_range, parse_xadd, parse_xread, Decoder, Limits, Reply, StreamId,
-    EVENT_ID_LIMIT,
+    self, encode_command, parse_range, parse_xadd, parse_xread, Reply, StreamId, EVENT_ID_LIMIT,
 };
-
-/// How long starting Redis or waiting for a reply may take.
-const WAIT: Duration = Duration::from_secs(10);
-/// How often a starting server is asked whether it is up.
-const POLL: Duration = Duration::from_millis(10);
-
-/// A `redis-server` of our own, killed when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        RedisServer::start_with(&[])
-    }
-
-    /// Starts a server with extra arguments (e.g. `--requirepass`), on a
-    /// port found free a moment earlier; if another process took that port
-    /// meanwhile the server exits, and another port is tried.
-    fn start_with(extra: &[&str]) -> RedisServer {
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                // No RDB snapshots, no AOF, files in the temp dir: nothing
-                // is written in the work tree.
-                .args(["--save", "", "--appendonly", "no"])
-                .args(["--dir", &std::env::temp_dir().to_string_lossy()])
-                .args(extra)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match child {
-                Ok(child) => child,
-                Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-                    "redis-server is not installed (not on PATH); these tests need it: \
-                     run `make deps` or `apt-get install redis-server`"
-                ),
-                Err(e) => panic!("cannot start redis-server: {e}"),
-            };
-            let mut server = RedisServer { child, port };
-            if server.wait_ready() {
-                return server;
-            }
-        }
-        panic!("redis-server did not start on any of 5 free ports");
-    }
-
-    /// Polls until the server answers PING, false if it exited.
-    fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                eprintln!("redis-server on port {} exited: {status}", self.port);
-                return false;
-            }
-            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let mut conn = Conn::new(stream);
-                match conn.call(&[b"PING"]) {
-                    Reply::Simple(pong) if pong == "PONG" => return true,
-                    // -NOAUTH: up, and waiting for a password.
-                    Reply::Error(e) if e.starts_with("NOAUTH") => return true,
-                    _ => {}
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not accept connections within {WAIT:?}"
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
-    fn connect(&self) -> Conn {
-        Conn::new(TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis-server"))
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One connection: a read buffer and the incremental decoder, as the
-/// server's Redis connection will have.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    decoder: Decoder,
-    /// Reads it took to get the replies so far.
-    reads: usize,
-}
-
-impl Conn {
-    fn new(stream: TcpStream) -> Conn {
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        Conn {
-            stream,
-            buf: Vec::new(),
-            decoder: Decoder::new(Limits::DEFAULT),
-            reads: 0,
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to redis");
-    }
-
-    /// The next reply, reading as many times as needed (with a deadline).
-    fn reply(&mut self) -> Reply {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some((reply, used)) = self.decoder.decode(&self.buf).expect("valid RESP") {
-                self.buf.drain(..used);
-                return reply;
-            }
-            assert!(Instant::now() < deadline, "no reply within {WAIT:?}");
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!("redis closed the connection"),
-                Ok(n) => {
-                    self.reads += 1;
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => panic!("reading from redis: {e}"),
-            }
-        }
-    }
-
-    fn call(&mut self, args: &[&[u8]]) -> Reply {
-        let mut out = Vec::new();
-        encode_command(args, &mut out);
-        self.send(&out);
-        self.reply()
-    }
-}
+use support::redis::{Conn, RedisServer};
 
 fn bulk(bytes: &[u8]) -> Reply {
     Reply::Bulk(Some(bytes.to_vec()))

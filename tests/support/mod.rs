@@ -2,6 +2,8 @@
 //! that wait with deadlines, never with sleeps.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
