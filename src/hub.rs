@@ -253,9 +253,13 @@ impl Hub {
         last_id: u64,
         lost_up_to: Option<u64>,
     ) {
+        // Events after the newest one this node saw may have been stored
+        // and then lost with the store's data: a client that saw up to
+        // `lost` (or less) may have missed some, so it gets a gap.
+        let lost_mark = lost_up_to.map_or(0, |id| id + 1);
         for room in self.rooms.values_mut() {
             room.history.clear();
-            room.dropped_up_to = room.dropped_up_to.max(lost_up_to.unwrap_or(0));
+            room.dropped_up_to = room.dropped_up_to.max(lost_mark);
         }
         for event in events {
             self.commit(event);
@@ -263,9 +267,9 @@ impl Hub {
         for (room, id) in dropped {
             self.mark_dropped(room, *id);
         }
-        if let Some(lost) = lost_up_to {
+        if lost_up_to.is_some() {
             for room in self.rooms.values_mut() {
-                room.dropped_up_to = room.dropped_up_to.max(lost);
+                room.dropped_up_to = room.dropped_up_to.max(lost_mark);
             }
         }
         self.advance_to(last_id);

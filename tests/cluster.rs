@@ -1385,3 +1385,60 @@ fn journal_with_redis_exits_2() {
         "the journal was created"
     );
 }
+
+/// A failover-style loss: Redis comes back without its data (a replica that
+/// had not caught up, a restart without persistence). The node notices (the
+/// epoch key changed), its open streams reconnect, a client resuming from an
+/// id it saw gets a `gap`, and new ids never reuse old ones.
+#[test]
+fn redis_losing_its_data_makes_clients_resync_and_never_reuses_an_id() {
+    let mut redis = RedisServer::start();
+    let prefix = unique_prefix("lost");
+    let a = node(redis.redis_url(), &prefix);
+    wait_redis_up(a.addr);
+    let (mut stream, _) = open(a.addr, "/events?room=r", "");
+    let seen: Vec<u64> = (0..3)
+        .map(|n| post_message(a.addr, "r", "ann", &format!("before {n}")))
+        .collect();
+    assert_eq!(next_ids(&mut stream, 3), seen);
+    let last_seen = *seen.last().unwrap();
+
+    // The data goes: the append-only files are removed while Redis is down.
+    redis.stop();
+    for entry in std::fs::read_dir(&redis.dir.path).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    redis.restart();
+    assert!(
+        eventually(RECONNECT_DEADLINE, || redis_is(a.addr, "up")),
+        "not back: {}",
+        health(a.addr)
+    );
+    // The open stream was told to start over: it is closed.
+    assert!(
+        stream.client.closes_within(RECONNECT_DEADLINE),
+        "a stream kept going across the loss"
+    );
+    // A new event gets an id above everything a browser has seen.
+    let after = post_message(a.addr, "r", "ann", "after");
+    assert!(
+        after > last_seen,
+        "id {after} reused or went back (seen {last_seen})"
+    );
+    // Resuming from the last id seen: a gap first (events may be gone),
+    // then the new event, never one of the old ids again.
+    let (mut resumed, _) = open(
+        a.addr,
+        "/events?room=r",
+        &format!("Last-Event-ID: {last_seen}\r\n"),
+    );
+    let first = next_event(&mut resumed);
+    assert_eq!(first.event.as_deref(), Some("gap"), "{first:?}");
+    let ids = next_ids(&mut resumed, 1);
+    assert_eq!(ids, [after]);
+}

@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -111,6 +111,13 @@ struct Shared {
     /// The newest id the node has seen (the reader moves it), the floor of
     /// every id the node asks for.
     seen: Mutex<StreamId>,
+    /// The reader follows the log (it notices a lost Redis first: its
+    /// XREAD is always in flight).
+    reader_up: AtomicBool,
+    /// Counts the reader's reconnections: a writer connection older than
+    /// the latest may lead to a Redis that went away, so it is replaced
+    /// before it carries a publish.
+    generation: AtomicU64,
 }
 
 impl Shared {
@@ -210,6 +217,8 @@ impl RedisLog {
             wake,
             stop: AtomicBool::new(false),
             seen: Mutex::new(StreamId { ms: 0, seq: 0 }),
+            reader_up: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         });
         let (jobs, inbox) = mpsc::channel();
         let writer = Writer {
@@ -246,6 +255,7 @@ impl RedisLog {
     /// histories (before the first snapshot a node knows no ids or rooms).
     fn up(&self) -> bool {
         self.synced
+            && self.shared.reader_up.load(Ordering::SeqCst)
             && self
                 .shared
                 .inbox

@@ -38,6 +38,8 @@ impl Reader {
                 }
             };
             if let Err(e) = self.follow(&mut conn) {
+                self.shared.reader_up.store(false, Ordering::SeqCst);
+                (self.shared.wake)();
                 if !self.shared.stop.load(Ordering::SeqCst) {
                     warn!("redis: reader lost its connection ({e}); reconnecting");
                 }
@@ -82,6 +84,9 @@ impl Reader {
             self.snapshot(conn, lost.then_some(seen))?;
         }
         self.epoch = Some(epoch);
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        self.shared.reader_up.store(true, Ordering::SeqCst);
+        (self.shared.wake)();
         let mut last_presence = Instant::now() - Duration::from_secs(60);
         while !self.shared.stop.load(Ordering::SeqCst) {
             if last_presence.elapsed() >= Duration::from_millis(BLOCK_MS) {

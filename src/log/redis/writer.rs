@@ -2,6 +2,7 @@
 //! pipeline of `EVAL`s per turn, and the node's presence hash.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,13 +26,22 @@ pub(super) struct Writer {
 impl Writer {
     pub(super) fn run(self, jobs: Receiver<Job>) {
         let mut conn: Option<Conn> = None;
+        let mut generation = 0;
         let mut next_try = Instant::now();
         loop {
+            let latest = self.shared.generation.load(Ordering::SeqCst);
+            if conn.is_some() && generation != latest {
+                // The reader lost Redis and found it again since this
+                // connection was made: it may lead nowhere now.
+                conn = None;
+                next_try = Instant::now();
+            }
             if conn.is_none() && Instant::now() >= next_try {
                 match Conn::open(&self.url, IO_TIMEOUT) {
                     Ok(c) => {
                         info!("redis: connected (writer)");
                         conn = Some(c);
+                        generation = latest;
                         self.shared.set_up(true);
                     }
                     Err(e) => {
@@ -46,6 +56,12 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            let latest = self.shared.generation.load(Ordering::SeqCst);
+            if conn.is_some() && generation != latest {
+                // As above, for a job that came while this thread waited.
+                conn = Conn::open(&self.url, IO_TIMEOUT).ok();
+                generation = latest;
+            }
             let result = match (&mut conn, &job) {
                 (Some(c), Job::Publish(batch)) => self.publish(c, batch),
                 (Some(c), Job::Presence(counts)) => self.presence(c, counts),
