@@ -80,13 +80,23 @@ function roomEntry(r) {
   const unread = document.createElement('span');
   unread.className = 'unread';
   unread.setAttribute('data-testid', 'unread');
-  top.append(name, count, unread);
+  // The button's name is its text (so that it contains what is shown, for
+  // voice control): the words only a screen reader needs are in these.
+  const said = () => {
+    const s = document.createElement('span');
+    s.className = 'sr-only';
+    return s;
+  };
+  const afterName = said();
+  const afterCount = said();
+  const afterUnread = said();
+  top.append(name, afterName, count, afterCount, unread, afterUnread);
   const preview = document.createElement('span');
   preview.className = 'preview';
   b.append(top, preview);
   b.addEventListener('click', () => pick(r.name, { focus: !window.matchMedia('(pointer: coarse)').matches }));
   li.append(b);
-  r.entry = { li, b, name, count, unread, preview };
+  r.entry = { li, b, name, count, unread, preview, afterName, afterCount, afterUnread };
   return r.entry;
 }
 
@@ -114,8 +124,11 @@ export function renderRooms() {
     const n = r.newest;
     e.preview.textContent = n ? n.user + ': ' + n.text.replace(/\s+/g, ' ').slice(0, 140) : (AGENT ? 'No messages yet' : '');
     e.preview.hidden = !n && !AGENT;
-    e.b.setAttribute('aria-label', (r.customer ? r.customer.user + ' (' + r.name + ')' : r.name) + ', ' + people + (r.unread ? ', ' + r.unread + ' unread' : '') +
-      (AGENT && n ? ', newest from ' + n.user : ''));
+    // Read as "Carla (v-…), 1 person, 2 unread, Carla: Where is …".
+    e.afterName.textContent = (r.customer ? ' (' + r.name + ')' : '') + ', ';
+    e.afterCount.textContent = people.slice(people.indexOf(' ')) + (r.unread || !e.preview.hidden ? ', ' : '');
+    e.afterUnread.textContent = ' unread' + (e.preview.hidden ? '' : ', ');
+    e.afterUnread.hidden = e.unread.hidden;
     if (el.rooms.children[i] !== e.li) {
       el.rooms.insertBefore(e.li, el.rooms.children[i] || null);
       shownCurrent = null;

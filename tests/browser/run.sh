@@ -58,6 +58,6 @@ export CHROMIUM="$chromium"
 # after 90 s instead of holding CI.
 status=0
 node --test --test-concurrency=1 --test-timeout=90000 --test-reporter=spec \
-  eventsource.test.mjs page.test.mjs tabs.test.mjs private.test.mjs || status=$?
+  eventsource.test.mjs page.test.mjs tabs.test.mjs private.test.mjs a11y.test.mjs || status=$?
 echo "run.sh: screenshots in $repo/target/screenshots/" >&2
 exit $status
