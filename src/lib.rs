@@ -31,15 +31,19 @@
 //! - `request` (internal): `httparse` wrapper — bytes to a request head,
 //!   chunked bodies, limits; incomplete input is a value, not an error.
 //! - `router` (internal): what a request asks for, checked for shape.
-//! - `access` (internal): whether it may — the publish token, CORS, the
-//!   host's authoriser.
+//! - `session` (internal): the private desk's `/session`, `/login` and
+//!   `/logout`, with their rate limits.
+//! - `access` (internal): whether it may — who the request is (its token),
+//!   the rooms and role it grants, the publish token, CORS and cross-site
+//!   requests, the host's authoriser.
 //! - `app` (internal): a request and who asks → an answer, a stream, or a
 //!   publish held for the log; owns hub, log, page, metrics, request log.
 //! - `response` (internal): status line, headers, body and the JSON bodies
 //!   as bytes; the stream preamble.
 //! - `log` (internal): the event-log seam — append, flush once per turn,
-//!   committed or refused verdicts, load, compact; in memory or the
-//!   `--journal` file. The log assigns ids and encodes each event once.
+//!   committed or refused verdicts, load, compact; in memory, the
+//!   `--journal` file, or Redis for a cluster (`--redis`, two helper
+//!   threads). The log assigns ids and encodes each event once.
 //! - `hub` (internal): rooms, subscribers (O(1) leave), history, presence;
 //!   takes ids from the log; never sees a socket.
 //! - `timers` (internal): the deadlines — next one, what is due now.
