@@ -24,7 +24,6 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
-	$(CARGO) check --lib --no-default-features
 
 ## Test tools outside cargo: PyJWT, the independent JWT implementation
 ## tests/token.rs checks ssehub's tokens against; redis-server, which

@@ -114,8 +114,8 @@
 //!   over 1–4 s, and closes everything within [`Config::shutdown_grace`]
 //!   (2 s). Publishing afterwards is an error. Dropping a `Server` without a
 //!   shutdown closes every connection at once, without flushing.
-//! - **Logging** goes through the `log` crate; install any logger you like.
-//!   The `cli` feature (on by default) only adds the binary's own logger.
+//! - **Logging** goes through the `log` crate; install any logger you like
+//!   (the library installs none).
 #![forbid(unsafe_code)]
 #![deny(missing_docs, rust_2018_idioms)]
 

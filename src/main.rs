@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ssehub::config::{self, Command, USAGE};
 use ssehub::{Server, Status};
 
+mod logger;
 mod signals;
 
 fn main() -> ExitCode {
@@ -43,10 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    if let Err(e) = simple_logger::SimpleLogger::new()
-        .with_level(config.log_level)
-        .init()
-    {
+    if let Err(e) = logger::init(config.log_level) {
         eprintln!("ssehub: cannot start logging: {e}");
     }
     let bind = config.bind;

@@ -130,6 +130,18 @@ impl Shared {
         (self.wake)();
     }
 
+    fn push_all(&self, settled: Vec<Settled>) {
+        if settled.is_empty() {
+            return;
+        }
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .settled
+            .extend(settled);
+        (self.wake)();
+    }
+
     fn set_up(&self, up: bool) {
         let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
         if inbox.up != up {

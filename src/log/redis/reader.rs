@@ -104,17 +104,23 @@ impl Reader {
             conn.send(&out)?;
             let streams = resp::parse_xread(conn.reply()?)
                 .map_err(|e| io::Error::other(format!("XREAD: {e}")))?;
+            // One lock and one wake-up for the whole reply, not per event.
+            let mut batch = Vec::new();
             for (_, entries) in streams {
-                for entry in entries {
-                    self.set_seen(entry.id);
-                    if let Some(event) = event_of(&entry) {
-                        self.shared.push(Settled::Committed {
+                if let Some(last) = entries.last() {
+                    self.set_seen(last.id);
+                }
+                batch.extend(
+                    entries
+                        .iter()
+                        .filter_map(event_of)
+                        .map(|event| Settled::Committed {
                             ticket: None,
                             event,
-                        });
-                    }
-                }
+                        }),
+                );
             }
+            self.shared.push_all(batch);
         }
         Ok(())
     }

@@ -65,17 +65,13 @@ impl Writer {
             let result = match (&mut conn, &job) {
                 (Some(c), Job::Publish(batch)) => self.publish(c, batch),
                 (Some(c), Job::Presence(counts)) => self.presence(c, counts),
-                (None, _) => Err(io::Error::other("not connected")),
+                (None, Job::Publish(batch)) => {
+                    self.shared.push_all(refusals(batch));
+                    Err(io::Error::other("not connected"))
+                }
+                (None, Job::Presence(_)) => Err(io::Error::other("not connected")),
             };
             if let Err(e) = result {
-                if let Job::Publish(batch) = job {
-                    for (ticket, _) in batch {
-                        self.shared.push(Settled::Refused {
-                            ticket,
-                            reason: DOWN,
-                        });
-                    }
-                }
                 if conn.is_some() {
                     warn!("redis: connection lost ({e}); publishes are refused until it is back");
                 }
@@ -126,7 +122,24 @@ impl Writer {
             }
             resp::encode_command(&args, &mut out);
         }
-        conn.send(&out)?;
+        // Every ticket gets exactly one verdict, even when the connection
+        // fails halfway: what Redis answered stands, the rest is refused.
+        let mut verdicts = Vec::with_capacity(batch.len());
+        let result = self.read_verdicts(conn, &out, batch, &mut verdicts);
+        let answered = verdicts.len();
+        verdicts.extend(refusals(&batch[answered..]));
+        self.shared.push_all(verdicts);
+        result
+    }
+
+    fn read_verdicts(
+        &self,
+        conn: &mut Conn,
+        out: &[u8],
+        batch: &[(u64, Draft)],
+        verdicts: &mut Vec<Settled>,
+    ) -> io::Result<()> {
+        conn.send(out)?;
         for (ticket, _) in batch {
             let settled = match conn.reply()? {
                 Reply::Bulk(Some(id)) => match StreamId::parse(&id).and_then(StreamId::event_id) {
@@ -150,7 +163,7 @@ impl Writer {
                     }
                 }
             };
-            self.shared.push(settled);
+            verdicts.push(settled);
         }
         Ok(())
     }
@@ -184,4 +197,15 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// A refusal for each publish of `batch` (Redis cannot be reached).
+fn refusals(batch: &[(u64, Draft)]) -> Vec<Settled> {
+    batch
+        .iter()
+        .map(|(ticket, _)| Settled::Refused {
+            ticket: *ticket,
+            reason: DOWN,
+        })
+        .collect()
 }
