@@ -150,7 +150,7 @@ pub fn run(args: &[String]) -> i32 {
 }
 
 fn get(g: &Group, key: &str) -> Option<f64> {
-    if WORST_KEYS.contains(&key) {
+    if WORST_KEYS.contains(&key) || crate::cluster::WORST_KEYS.contains(&key) {
         g.worst(key)
     } else {
         g.med(key)
@@ -188,9 +188,12 @@ fn table(groups: &[Group], markdown: bool) -> String {
         ("close wall ms", "close_wall_ms"),
     ];
     let any_close = groups.iter().any(|g| g.med("streams_closed").is_some());
+    // C1's columns (loadgen cluster), shown only when some run has them.
+    let any_cluster = groups.iter().any(|g| g.med("nodes").is_some());
     let cols: Vec<(&str, &str)> = cols
         .iter()
         .chain(close_cols.iter().filter(|_| any_close))
+        .chain(crate::cluster::COLUMNS.iter().filter(|_| any_cluster))
         .copied()
         .collect();
     let mut rows: Vec<Vec<String>> = Vec::new();
