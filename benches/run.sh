@@ -10,6 +10,8 @@
 #   BENCH_RUNS=2          runs per scenario
 #   BENCH_ONLY="S1 S3"    only these scenarios (S1 S2-100 S2-1000 S3 S4 S5 S6 S6-rst);
 #                         a name before its "-" picks every variant (S6: S6 and S6-rst)
+#                         C1 (a cluster of two nodes + Redis against one node) needs a
+#                         redis-server on the PATH; without one it is skipped, never installed
 #   BENCH_SERVER=path     server binary (default: the release build)
 #   BENCH_NO_BUILD=1      skip the two cargo builds
 #   BENCH_QUIET_PCT=30    before each run, wait until other processes use less
@@ -201,6 +203,127 @@ for run in $(seq 1 "$RUNS"); do
         fi
     done
 done
+
+# C1 — a cluster of two nodes against one node, in the same run. A fresh
+# redis-server (no persistence, its own temp dir), two nodes on it and one
+# node without Redis, all pinned like the server above; each variant runs
+# against the two nodes (streams split over them, publishes alternating),
+# then against the single node (rows NAME-single). Every process started
+# here is stopped by its PID.
+# name | loadgen cluster flags (the server flags are those of S2)
+C1_SCENARIOS=(
+    "C1-100|--streams 1000 --messages 2000 --rate 100"
+    "C1-1000|--streams 1000 --messages 2000 --rate 1000"
+    # Fewer streams, same rate: what Redis adds per message should not shrink.
+    "C1-1000-100st|--streams 100 --messages 2000 --rate 1000"
+)
+C1_PIDS=()
+C1_TMP=
+c1_cleanup() {
+    local pid
+    # The nodes first (each leaves its presence), Redis last.
+    for pid in "${C1_PIDS[@]}"; do stop_server "$pid"; done
+    C1_PIDS=()
+    [ -n "$C1_TMP" ] && rm -rf "$C1_TMP"
+    C1_TMP=
+}
+c1_selected() {
+    [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* || " $ONLY " == *" ${1%%-*} "* ]]
+}
+# Appends a run's JSON line (the last one in $1) to $RESULTS with its context.
+c1_record() {
+    local line
+    line=$(grep '^{' "$1" | tail -1)
+    [ -n "$line" ] || return 0
+    echo "${line%\}},\"run\":$2,\"commit\":\"$COMMIT\",\"date\":\"$STAMP\",\"pinned\":$([ ${#PIN_SERVER[@]} -gt 0 ] && echo true || echo false),\"server_alive\":$3}" >>"$RESULTS"
+}
+# Distinct free ports, one per argument name.
+c1_ports() {
+    local p tries=0
+    C1_PORTS=()
+    while [ ${#C1_PORTS[@]} -lt "$1" ] && [ $tries -lt 50 ]; do
+        tries=$((tries + 1))
+        p=$("$LOADGEN" free-port) || continue
+        [[ " ${C1_PORTS[*]} " == *" $p "* ]] || C1_PORTS+=("$p")
+    done
+    [ ${#C1_PORTS[@]} -eq "$1" ]
+}
+c1_run() {
+    local run=$1 rport pa pb ps rpid apid bpid spid spec name lflags v log rc alive i
+    C1_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ssehub-c1.XXXXXX") || return 1
+    c1_ports 4 || { echo "bench: C1: no free ports" >&2; return 1; }
+    rport=${C1_PORTS[0]} pa=${C1_PORTS[1]} pb=${C1_PORTS[2]} ps=${C1_PORTS[3]}
+    log=$OUT/C1-run$run
+    "${PIN_SERVER[@]}" redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
+        --dir "$C1_TMP" --daemonize no --logfile "$log.redis.log" >/dev/null 2>&1 &
+    rpid=$!
+    C1_PIDS=("$rpid")
+    for i in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
+        sleep 0.1
+    done
+    if ! kill -0 "$rpid" 2>/dev/null; then
+        echo "bench: C1 run $run: redis-server did not start (see $log.redis.log)" >&2
+        C1_PIDS=()
+        return 1
+    fi
+    # shellcheck disable=SC2086
+    "${PIN_SERVER[@]}" "$SERVER" --bind "127.0.0.1:$pa" --log-level warn --history 100 --max-clients 20000 \
+        --heartbeat 1 --redis "redis://127.0.0.1:$rport" --redis-prefix "bench-$$" 2>"$log.node-a.log" >/dev/null &
+    apid=$!
+    "${PIN_SERVER[@]}" "$SERVER" --bind "127.0.0.1:$pb" --log-level warn --history 100 --max-clients 20000 \
+        --heartbeat 1 --redis "redis://127.0.0.1:$rport" --redis-prefix "bench-$$" 2>"$log.node-b.log" >/dev/null &
+    bpid=$!
+    "${PIN_SERVER[@]}" "$SERVER" --bind "127.0.0.1:$ps" --log-level warn --history 100 --max-clients 20000 \
+        --heartbeat 1 2>"$log.single.log" >/dev/null &
+    spid=$!
+    C1_PIDS=("$apid" "$bpid" "$spid" "$rpid")
+    echo "== C1 run $run: redis pid $rpid on :$rport, node A pid $apid on :$pa, node B pid $bpid on :$pb, single node pid $spid on :$ps" >&2
+    for spec in "${C1_SCENARIOS[@]}"; do
+        IFS='|' read -r name lflags <<<"$spec"
+        c1_selected "$name" || continue
+        for v in cluster single; do
+            wait_quiet
+            if [ "$v" = cluster ]; then
+                set -- --node "127.0.0.1:$pa@$apid" --node "127.0.0.1:$pb@$bpid" --redis-pid "$rpid" --scenario "$name"
+                log=$OUT/$name-run$run
+            else
+                set -- --node "127.0.0.1:$ps@$spid" --scenario "$name-single"
+                log=$OUT/$name-single-run$run
+            fi
+            echo "== $name ($v) run $run" >&2
+            # shellcheck disable=SC2086
+            timeout -k 5 180 "${PIN_LOADGEN[@]}" "$LOADGEN" cluster "$@" --deadline 150 $lflags \
+                >"$log.out" 2>"$log.err"
+            rc=$?
+            alive=true
+            for i in "$apid" "$bpid" "$spid" "$rpid"; do kill -0 "$i" 2>/dev/null || alive=false; done
+            cat "$log.out" >&2
+            [ -s "$log.err" ] && sed 's/^/  loadgen: /' "$log.err" | head -20 >&2
+            if [ "$alive" = false ]; then
+                echo "bench: $name run $run: A SERVER OR REDIS EXITED during the run (see $OUT/C1-run$run.*.log)" >&2
+                FAILED=1
+            fi
+            if [ "$rc" -ne 0 ]; then
+                echo "bench: $name ($v) run $run: loadgen exit status $rc" >&2
+                FAILED=1
+            fi
+            c1_record "$log.out" "$run" "$alive"
+        done
+    done
+    c1_cleanup
+}
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" C1"* ]]; then
+    if ! command -v redis-server >/dev/null 2>&1; then
+        echo "bench: C1 skipped: no redis-server on the PATH (install Redis to run it; make bench installs nothing)" >&2
+    else
+        trap 'c1_cleanup; exit 130' INT TERM
+        for run in $(seq 1 "$RUNS"); do
+            c1_run "$run" || { echo "bench: C1 run $run could not start" >&2; c1_cleanup; FAILED=1; }
+        done
+        trap - INT TERM
+    fi
+fi
 
 echo
 echo "ssehub benchmarks — $STAMP, commit $COMMIT, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r)"

@@ -24,6 +24,7 @@
 #![recursion_limit = "512"]
 
 mod close;
+mod cluster;
 mod sse;
 mod stats;
 mod storm;
@@ -56,6 +57,7 @@ loadgen — load generator for ssehub (loopback only; every run stops by itself)
 usage: loadgen --server 127.0.0.1:PORT [options]
        loadgen summarize RESULTS.jsonl [--markdown]   (median table of runs, goals)
        loadgen free-port                              (a free port on 127.0.0.1)
+       loadgen cluster --node ADDR[@PID] ... [--help]  (C1: the nodes of a cluster, or one node)
   --server ADDR:PORT     the ssehub to load (must be a 127.x.y.z address)
   --pid PID              the server's process id, for CPU time and RSS from /proc (0: none)
   --scenario NAME        a label for the report (default: custom)
@@ -1458,6 +1460,7 @@ fn main() {
     match argv.first().map(|s| s.as_str()) {
         Some("summarize") => std::process::exit(summary::run(&argv[1..])),
         Some("free-port") => std::process::exit(free_port()),
+        Some("cluster") => std::process::exit(cluster::run(&argv[1..])),
         _ => {}
     }
     let a = parse_args();

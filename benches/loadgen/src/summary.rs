@@ -164,7 +164,7 @@ pub fn run(args: &[String]) -> i32 {
 }
 
 fn get(g: &Group, key: &str) -> Option<f64> {
-    if WORST_KEYS.contains(&key) {
+    if WORST_KEYS.contains(&key) || crate::cluster::WORST_KEYS.contains(&key) {
         g.worst(key)
     } else {
         g.med(key)
@@ -216,10 +216,13 @@ fn table(groups: &[Group], markdown: bool) -> String {
         ("peak RSS kB", "restart_peak_rss_kb"),
     ];
     let any_storm = groups.iter().any(|g| g.any_true("storm"));
+    // C1's columns (loadgen cluster), shown only when some run has them.
+    let any_cluster = groups.iter().any(|g| g.med("nodes").is_some());
     let cols: Vec<(&str, &str)> = cols
         .iter()
         .chain(close_cols.iter().filter(|_| any_close))
         .chain(storm_cols.iter().filter(|_| any_storm))
+        .chain(crate::cluster::COLUMNS.iter().filter(|_| any_cluster))
         .copied()
         .collect();
     let mut rows: Vec<Vec<String>> = Vec::new();
