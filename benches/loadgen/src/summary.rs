@@ -272,6 +272,7 @@ fn table(groups: &[Group], markdown: bool) -> String {
     } else {
         "goals (median of runs; missing: worst run):\n"
     });
+    let mut unmet = Vec::new();
     for (scen, what, key, cmp, bound) in GOALS {
         let Some(g) = groups.iter().find(|g| g.name == *scen) else {
             continue;
@@ -287,6 +288,13 @@ fn table(groups: &[Group], markdown: bool) -> String {
             Some(false) => "NO",
             None => "n/a",
         };
+        if ok == Some(false) {
+            unmet.push(format!(
+                "{scen}: {what} is {}, the goal {cmp} {}",
+                fmt(v),
+                fmt(Some(*bound))
+            ));
+        }
         if markdown {
             out.push_str(&format!(
                 "| {} | {} | {} | {} {} | {} |\n",
@@ -311,6 +319,17 @@ fn table(groups: &[Group], markdown: bool) -> String {
     }
     if groups.iter().any(|g| g.any_true("incomplete")) {
         out.push_str("(!: a run hit its deadline; its figures are partial)\n");
+    }
+    // A goal missed is said again at the end, where a reader looks last.
+    if !unmet.is_empty() {
+        out.push_str(if markdown {
+            "\nGoals not met:\n"
+        } else {
+            "\ngoals not met:\n"
+        });
+        for u in &unmet {
+            out.push_str(&format!("{} {u}\n", if markdown { "-" } else { " -" }));
+        }
     }
     let notes = notes(groups);
     if !notes.is_empty() {
@@ -408,6 +427,14 @@ mod tests {
                 .any(|l| l.contains("S4") && l.contains("1.10") && l.ends_with("NO")),
             "{}",
             t
+        );
+        let missed = t
+            .split("goals not met:")
+            .nth(1)
+            .expect("a closing list of missed goals");
+        assert!(
+            missed.contains("S4:") && missed.contains("1.10"),
+            "{missed}"
         );
         assert!(
             t.lines()
