@@ -24,6 +24,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	$(CARGO) check --manifest-path fuzz/Cargo.toml --bins
 
 ## Test tools outside cargo: PyJWT, the independent JWT implementation
 ## tests/token.rs checks ssehub's tokens against; redis-server, which

@@ -154,7 +154,9 @@ fn exercise(head: &Head, body: &[u8]) {
     for pair in query_pairs(&head.query) {
         let _ = pair;
     }
-    let _ = ssehub::router::route(head, body);
+    // Open mode, and private mode (where a message's author is the token's).
+    let _ = ssehub::router::route(head, body, false);
+    let _ = ssehub::router::route(head, body, true);
 }
 
 /// Whether two errors are the same answer. A request that is both over a
