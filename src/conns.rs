@@ -5,6 +5,7 @@
 //! the end of the turn ([`Conns::take_closing`]).
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
@@ -20,9 +21,13 @@ pub struct Conns {
     /// Connections with an answer waiting (responses, stream preambles),
     /// flushed every turn before the streams.
     replies: Vec<usize>,
-    /// Streams with broadcast bytes appended since their last flush,
-    /// flushed oldest first, a slice per turn.
-    streams_due: VecDeque<usize>,
+    /// Streams with broadcast bytes appended since their last flush, with
+    /// when the first of those bytes came, flushed oldest first, a slice
+    /// per turn.
+    streams_due: VecDeque<(usize, Instant)>,
+    /// The time of this turn (set by the loop), stamped on new entries of
+    /// `streams_due`.
+    pub now: Option<Instant>,
     /// Connections whose reading goes on after this turn's flush: a held
     /// answer went out, a paused read may resume, a close lingers.
     resume: Vec<usize>,
@@ -89,14 +94,28 @@ impl Conns {
         std::mem::take(&mut self.replies)
     }
 
-    /// The next stream due for a flush.
-    pub fn next_stream_due(&mut self) -> Option<usize> {
-        self.streams_due.pop_front()
+    /// The next stream whose bytes have waited at least `delay`.
+    pub fn next_stream_due(&mut self, delay: Duration) -> Option<usize> {
+        let (_, since) = *self.streams_due.front()?;
+        if self.now.is_some_and(|now| now < since + delay) {
+            return None;
+        }
+        self.streams_due.pop_front().map(|(token, _)| token)
     }
 
-    /// Whether flushes wait (the loop then does not sleep).
+    /// How many streams wait for a flush.
+    pub fn streams_waiting(&self) -> usize {
+        self.streams_due.len()
+    }
+
+    /// When the oldest waiting stream has waited `delay`.
+    pub fn streams_due_at(&self, delay: Duration) -> Option<Instant> {
+        self.streams_due.front().map(|(_, since)| *since + delay)
+    }
+
+    /// Whether answers or resumed reads wait (the loop then does not sleep).
     pub fn flush_pending(&self) -> bool {
-        !self.replies.is_empty() || !self.streams_due.is_empty() || !self.resume.is_empty()
+        !self.replies.is_empty() || !self.resume.is_empty()
     }
 
     /// Appends `frame` to the stream `token` and queues it for the flush;
@@ -122,7 +141,8 @@ impl Conns {
         }
         if !conn.queued && !conn.wants_write {
             conn.queued = true;
-            self.streams_due.push_back(token);
+            let now = self.now.unwrap_or_else(Instant::now);
+            self.streams_due.push_back((token, now));
         }
         true
     }

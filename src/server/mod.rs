@@ -50,6 +50,10 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// and each write carries more of them: the cost per delivery falls as the
 /// load rises.
 const FLUSH_SLICE: usize = 256;
+/// Streams waiting for a flush below which every flush goes out at once.
+const BATCH_FROM: usize = 2000;
+/// Streams waiting at which the flush delay reaches its maximum.
+const BATCH_FULL: usize = 10_000;
 /// Answers waiting on an ordinary connection before its reading pauses.
 const OUT_HIGH_WATER: usize = 256 * 1024;
 /// How long a closing connection is drained before it is dropped.
@@ -482,6 +486,7 @@ impl Server {
             Err(e) => return Err(e),
         }
         self.now = Instant::now();
+        self.conns.now = Some(self.now);
         self.ready.clear();
         for event in self.events.iter() {
             let readable = event.is_readable() || event.is_read_closed() || event.is_error();
@@ -527,6 +532,9 @@ impl Server {
             return Duration::ZERO;
         }
         let mut next = self.timers.next(self.app.hub.presence_pending());
+        if let Some(due) = self.conns.streams_due_at(self.flush_delay()) {
+            next = next.min(due);
+        }
         if !self.listening && !self.timers.shutting_down() {
             next = next.min(self.listen_by);
         }
@@ -720,12 +728,27 @@ impl Server {
     // ----- writing, resuming, closing -----------------------------------
 
     /// Flushes every waiting answer, then a slice of the streams.
+    /// How long a stream's new bytes may wait before they are written.
+    /// Zero while few streams wait (an idle server's first event goes out
+    /// at once); under a broadcast to thousands of streams, up to
+    /// `Config::max_flush_delay`, so that several events share one `write`
+    /// — most of a delivery's cost is the system call, not the bytes.
+    fn flush_delay(&self) -> Duration {
+        let waiting = self.conns.streams_waiting();
+        if waiting < BATCH_FROM || self.timers.shutting_down() {
+            return Duration::ZERO;
+        }
+        let most = self.app.config.max_flush_delay;
+        most.mul_f64((waiting as f64 / BATCH_FULL as f64).min(1.0))
+    }
+
     fn flush_all(&mut self) {
+        let delay = self.flush_delay();
         for token in self.conns.take_replies() {
             self.flush_queued(token);
         }
         for _ in 0..FLUSH_SLICE {
-            let Some(token) = self.conns.next_stream_due() else {
+            let Some(token) = self.conns.next_stream_due(delay) else {
                 break;
             };
             self.flush_queued(token);
