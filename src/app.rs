@@ -399,7 +399,8 @@ impl App {
             return;
         }
         for verdict in settled {
-            let (ticket, response) = match verdict {
+            // The publisher's answer: the event's id, or why it was refused.
+            let (ticket, outcome) = match verdict {
                 Settled::Committed { ticket, event } => {
                     self.metrics.events_published += 1;
                     let id = event.id;
@@ -408,10 +409,10 @@ impl App {
                     let Some(ticket) = ticket else {
                         continue;
                     };
-                    (ticket, self.created(ticket, id))
+                    (ticket, Ok(id))
                 }
-                Settled::Accepted { ticket, id } => (ticket, self.created(ticket, id)),
-                Settled::Refused { ticket, reason } => (ticket, Response::error(503, reason)),
+                Settled::Accepted { ticket, id } => (ticket, Ok(id)),
+                Settled::Refused { ticket, reason } => (ticket, Err(reason)),
                 Settled::Snapshot {
                     events,
                     dropped,
@@ -428,14 +429,18 @@ impl App {
                 }
             };
             let Some(reply) = self.held.remove(&ticket) else {
-                if response.status >= 500 {
+                if let Err(reason) = outcome {
                     // A publish of the host's (a handle, Server::publish).
-                    warn!(
-                        "a publish was dropped: {}",
-                        String::from_utf8_lossy(&response.body)
-                    );
+                    warn!("a publish was dropped: {reason}");
                 }
                 continue;
+            };
+            let response = match (outcome, &reply.message) {
+                (Ok(id), Some((room, time))) => {
+                    Response::json(201, response::created_message_json(id, room, *time))
+                }
+                (Ok(id), None) => Response::json(201, response::created_event_json(id)),
+                (Err(reason), _) => Response::error(503, reason),
             };
             let mut bytes = Vec::with_capacity(256);
             let framing = Framing {
@@ -462,15 +467,6 @@ impl App {
     /// Drops the answers owed to `token`, whose connection closed first.
     pub fn forget_held(&mut self, token: usize) {
         self.held.retain(|_, reply| reply.token != token);
-    }
-
-    /// The `201` owed for the held publish `ticket`, now that it has `id`.
-    fn created(&self, ticket: u64, id: u64) -> Response {
-        let body = match self.held.get(&ticket).and_then(|r| r.message.as_ref()) {
-            Some((room, time)) => response::created_message_json(id, room, *time),
-            None => response::created_event_json(id),
-        };
-        Response::json(201, body)
     }
 
     /// Tells a shared log this node's streams per room (about once a

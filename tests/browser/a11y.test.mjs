@@ -15,7 +15,6 @@ import {
 
 let browser;
 const servers = [];
-const contexts = [];
 
 before(async () => { browser = await launchBrowser(); });
 after(async () => {
@@ -31,7 +30,6 @@ async function startServer(args = []) {
 
 async function open(url, opts) {
   const p = await openPage(browser, url, opts);
-  contexts.push(p.context);
   return p;
 }
 

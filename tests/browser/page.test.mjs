@@ -11,7 +11,6 @@ import {
 
 let browser;
 const servers = [];
-const contexts = [];
 
 before(async () => { browser = await launchBrowser(); });
 after(async () => {
@@ -27,7 +26,6 @@ async function startServer(args = []) {
 
 async function page(url, opts) {
   const p = await openPage(browser, url, opts);
-  contexts.push(p.context);
   return p;
 }
 
