@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
 
@@ -28,6 +28,11 @@ use crate::static_files::{Lookup, StaticFiles};
 
 /// `retry:` sent first on every stream, in milliseconds.
 const STREAM_RETRY_MS: u64 = 2000;
+
+/// How long a stream that resumed ahead of this cluster node may skip the
+/// events it claims to have, once the node has caught up with the log: a
+/// real id arrives within milliseconds; one that never comes was made up.
+const AHEAD_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms() -> u64 {
@@ -385,6 +390,14 @@ impl App {
         self.log.append(draft).id
     }
 
+    /// After a broadcast: streams that resumed ahead of this node stop
+    /// skipping events once the node has reached their id (or, caught up
+    /// with the log, waited [`AHEAD_PATIENCE`] for it in vain).
+    pub fn forget_ahead(&mut self, now: Instant) {
+        let caught_up = self.log.healthy() != Some(false);
+        self.hub.forget_ahead(now, caught_up);
+    }
+
     /// Takes the log's verdicts: committed events are retained and queued
     /// for broadcast, and the answers owed to their publishers go to
     /// `released` (`503` for refused ones). With `flush`, the log first
@@ -580,9 +593,17 @@ impl App {
             self.hub.last_id(),
         );
         sse::encode_parts(None, Some("hello"), &hello, out);
-        let replayed = self.hub.replay(&rooms, last_id, out);
+        // A browser coming from another node of a cluster may hold an id
+        // this node has not read from the log yet: it gets those events
+        // from there, not again from here, and is not moved back.
+        let ahead = last_id.filter(|&id| self.log.is_shared() && id > self.hub.last_id());
+        let replayed = self.hub.replay(&rooms, last_id, ahead.is_none(), out);
         self.metrics.events_delivered += replayed as u64;
         self.hub.subscribe(who.token, &rooms, agent);
+        if let Some(seen_up_to) = ahead {
+            let until = Instant::now() + AHEAD_PATIENCE;
+            self.hub.subscribe_ahead(who.token, seen_up_to, until);
+        }
         self.metrics.streams_opened += 1;
         if let Some(tag) = tag {
             self.tags.insert(who.token, tag);

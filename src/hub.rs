@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::sse;
 
@@ -93,6 +94,23 @@ pub struct Hub {
     last_id: u64,
     /// Rooms whose counts changed since the last presence round.
     presence_dirty: Vec<Arc<str>>,
+    /// Streams that resumed from an id this node has not reached yet (a
+    /// cluster node a little behind the one the browser came from): the
+    /// events up to that id are already the browser's, so they are not
+    /// sent again when they arrive. Rare and short-lived, hence a list.
+    ahead: Vec<Ahead>,
+}
+
+/// A stream that resumed ahead of this node; see [`Hub::subscribe_ahead`].
+#[derive(Debug, Clone, Copy)]
+struct Ahead {
+    sub: SubscriberId,
+    /// The client's Last-Event-ID: events up to it are not sent.
+    seen_up_to: u64,
+    /// After this, if the node has caught up with its log and still has
+    /// not reached `seen_up_to`, that id was never issued (a made-up
+    /// header) and the stream gets every event again.
+    until: Instant,
 }
 
 /// The checks on a room name: 1–64 of `A-Z a-z 0-9 _ - .`.
@@ -118,6 +136,7 @@ impl Hub {
             history,
             last_id,
             presence_dirty: Vec::new(),
+            ahead: Vec::new(),
         }
     }
 
@@ -148,10 +167,51 @@ impl Hub {
         });
     }
 
+    /// Marks the new subscriber `sub` as having seen every event up to
+    /// `seen_up_to`, an id this node has not committed yet: those events
+    /// are skipped for it when they arrive, until `until` at most (see
+    /// [`forget_ahead`](Self::forget_ahead)).
+    pub fn subscribe_ahead(&mut self, sub: SubscriberId, seen_up_to: u64, until: Instant) {
+        self.ahead.push(Ahead {
+            sub,
+            seen_up_to,
+            until,
+        });
+    }
+
+    /// Whether some stream resumed ahead of event `id` (the loop then asks
+    /// [`already_sent`](Self::already_sent) per subscriber).
+    pub fn anyone_ahead_of(&self, id: u64) -> bool {
+        self.ahead.iter().any(|a| id <= a.seen_up_to)
+    }
+
+    /// Whether subscriber `sub` already has event `id` from another node.
+    pub fn already_sent(&self, sub: SubscriberId, id: u64) -> bool {
+        self.ahead
+            .iter()
+            .any(|a| a.sub == sub && id <= a.seen_up_to)
+    }
+
+    /// Called after a broadcast: forgets the streams this node has caught
+    /// up with, and, once `caught_up` (the log has nothing older to
+    /// deliver), those past their time whose id never came.
+    pub fn forget_ahead(&mut self, now: Instant, caught_up: bool) {
+        if self.ahead.is_empty() {
+            return;
+        }
+        let last_id = self.last_id;
+        self.ahead
+            .retain(|a| a.seen_up_to > last_id && !(caught_up && now >= a.until));
+    }
+
     /// Removes `sub` from its rooms in O(rooms) whatever their sizes, and
     /// gives back what it was subscribed to; presence for them is due.
     pub fn unsubscribe(&mut self, sub: SubscriberId) -> Option<Subscription> {
         let subscription = self.subs.get_mut(sub)?.take()?;
+        if !self.ahead.is_empty() {
+            // Tokens are reused: the next stream under it starts clean.
+            self.ahead.retain(|a| a.sub != sub);
+        }
         for (name, at) in subscription.places.iter() {
             let Some(room) = self.rooms.get_mut(name) else {
                 continue;
@@ -312,9 +372,17 @@ impl Hub {
     /// Writes what a new stream gets before live events: a `gap` event if
     /// events newer than `last_id` are gone, the retained events of `rooms`
     /// newer than `last_id` (all retained ones without it) in id order, and
-    /// an id-only block if the last id sent is not the current one.
-    /// Returns how many events were replayed.
-    pub fn replay(&self, rooms: &[Arc<str>], last_id: Option<u64>, out: &mut Vec<u8>) -> usize {
+    /// an id-only block if the last id sent is not the current one (with
+    /// `announce`; a stream resuming ahead of this node gets none, as it
+    /// must not move the client back). Returns how many events were
+    /// replayed.
+    pub fn replay(
+        &self,
+        rooms: &[Arc<str>],
+        last_id: Option<u64>,
+        announce: bool,
+        out: &mut Vec<u8>,
+    ) -> usize {
         let after = last_id.unwrap_or(0);
         let mut events: Vec<&Retained> = rooms
             .iter()
@@ -338,7 +406,7 @@ impl Hub {
             out.extend_from_slice(&event.frame);
         }
         let last_sent = events.last().map_or(last_id.unwrap_or(0), |e| e.id);
-        if last_sent != self.last_id {
+        if announce && last_sent != self.last_id {
             sse::encode_id_only(self.last_id, out);
         }
         events.len()
@@ -482,7 +550,7 @@ mod tests {
 
     fn replay(hub: &Hub, rooms: &[&str], last: Option<u64>) -> String {
         let mut out = Vec::new();
-        hub.replay(&names(rooms), last, &mut out);
+        hub.replay(&names(rooms), last, true, &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -513,6 +581,51 @@ mod tests {
             replay(&hub, &["a"], Some(0)),
             "id: 102\nevent: e\ndata: 1\n\nid: 103\nevent: e\ndata: 2\n\n"
         );
+    }
+
+    /// A browser resumes on a cluster node with id 7 that it got from
+    /// another node; this node has read up to 5. Nothing moves it back, 6
+    /// and 7 are not sent to it again when they arrive, 8 is; the mark goes
+    /// once the node reached 7, and with the token when it unsubscribes.
+    #[test]
+    fn a_stream_resuming_ahead_of_the_node_skips_what_it_has() {
+        let mut hub = Hub::new(10, 5);
+        let rooms = names(&["a"]);
+        let mut out = Vec::new();
+        hub.replay(&rooms, Some(7), false, &mut out);
+        assert_eq!(out, b"", "no id-only block back to 5");
+        let now = Instant::now();
+        hub.subscribe(1, &rooms, false);
+        hub.subscribe(2, &rooms, false);
+        hub.subscribe_ahead(1, 7, now + std::time::Duration::from_secs(5));
+        for id in 6..=8 {
+            hub.commit(Draft::event("a", "e", "x", 0).encode(id));
+            let to: Vec<_> = hub
+                .subscribers("a")
+                .iter()
+                .filter(|&&sub| !(hub.anyone_ahead_of(id) && hub.already_sent(sub, id)))
+                .copied()
+                .collect();
+            assert_eq!(to, if id <= 7 { vec![2] } else { vec![1, 2] }, "event {id}");
+            hub.forget_ahead(now, true);
+        }
+        assert!(!hub.anyone_ahead_of(0), "forgotten once 7 was reached");
+
+        // A made-up id: skipped while the log may still bring it, forgotten
+        // once the node is caught up and the patience is spent.
+        hub.subscribe_ahead(2, 1_000_000, now + std::time::Duration::from_secs(5));
+        hub.forget_ahead(now + std::time::Duration::from_secs(9), false);
+        assert!(hub.already_sent(2, 9), "the log is behind: still waiting");
+        hub.forget_ahead(now + std::time::Duration::from_secs(4), true);
+        assert!(hub.already_sent(2, 9), "within its patience");
+        hub.forget_ahead(now + std::time::Duration::from_secs(5), true);
+        assert!(!hub.already_sent(2, 9));
+
+        // The token's next stream does not inherit the mark.
+        hub.subscribe_ahead(1, 1_000_000, now);
+        hub.unsubscribe(1);
+        hub.subscribe(1, &rooms, false);
+        assert!(!hub.already_sent(1, 9));
     }
 
     #[test]

@@ -939,8 +939,8 @@ mod tests {
         for last in [None, Some(0), Some(1003), Some(1009), Some(1012)] {
             let rooms = names(&["a", "b.c-d_9"]);
             let (mut x, mut y) = (Vec::new(), Vec::new());
-            live.replay(&rooms, last, &mut x);
-            restored.replay(&rooms, last, &mut y);
+            live.replay(&rooms, last, true, &mut x);
+            restored.replay(&rooms, last, true, &mut y);
             assert_eq!(x, y, "replay after {last:?}");
         }
         assert_eq!(restored.last_id(), live.last_id());
@@ -1118,8 +1118,8 @@ mod tests {
         for (room, last) in [("a", 1000), ("b", 1026)] {
             let rooms = [restored.room_name(room)];
             let (mut before, mut after) = (Vec::new(), Vec::new());
-            hub.replay(&rooms, Some(last), &mut before);
-            restored.replay(&rooms, Some(last), &mut after);
+            hub.replay(&rooms, Some(last), true, &mut before);
+            restored.replay(&rooms, Some(last), true, &mut after);
             let after = String::from_utf8(after).unwrap();
             assert!(after.starts_with("event: gap\n"), "{after}");
             assert_eq!(after, String::from_utf8(before).unwrap());

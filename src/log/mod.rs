@@ -251,6 +251,12 @@ pub trait EventLog: Send {
         let _ = local;
     }
 
+    /// Whether other processes publish into this log too (a cluster): a
+    /// browser may then resume with an id this node has not read yet.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Whether the log's store can be reached (and, for a shared log, the
     /// node has caught up with it); `None` for a local log.
     fn healthy(&self) -> Option<bool> {

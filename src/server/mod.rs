@@ -633,12 +633,18 @@ impl Server {
         let cap = self.app.config.stream_buffer;
         let mut delivered = 0;
         for event in self.app.take_committed() {
-            for &token in self.app.hub.subscribers(&event.room) {
+            let hub = &self.app.hub;
+            let someone_has_it = hub.anyone_ahead_of(event.id);
+            for &token in hub.subscribers(&event.room) {
+                if someone_has_it && hub.already_sent(token, event.id) {
+                    continue;
+                }
                 if self.conns.append(token, &event.frame, cap) {
                     delivered += 1;
                 }
             }
         }
+        self.app.forget_ahead(self.now);
         self.app.metrics.events_delivered += delivered;
         for answer in released {
             let Some(conn) = self.conns.live(answer.token) else {

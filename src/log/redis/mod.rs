@@ -347,6 +347,10 @@ impl EventLog for RedisLog {
         let _ = self.jobs.send(Job::Presence(local));
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn healthy(&self) -> Option<bool> {
         Some(self.up())
     }
