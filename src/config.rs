@@ -113,8 +113,8 @@ pub struct Config {
     /// waiting streams nothing waits; the wait grows with their number up to
     /// this at 10,000). Longer is cheaper per delivery and later: in
     /// `make bench` S3 (10,000 streams, 100 events/s), 0 ms gives about
-    /// 1.0 µs of CPU per delivery at p99 ≈ 90 ms, 100 ms (the default)
-    /// 0.74 µs at ≈ 126 ms, 160 ms 0.55 µs at ≈ 190 ms.
+    /// 1.0 µs of CPU per delivery at p99 ≈ 90 ms, 100 ms 0.65–0.73 µs at
+    /// ≈ 125 ms, 160 ms (the default) 0.46–0.55 µs at ≈ 190 ms.
     pub max_flush_delay: Duration,
     /// How long a graceful shutdown ([`crate::Server::shutdown`],
     /// [`crate::Handle::shutdown`]) waits for streams to take the bytes
@@ -145,7 +145,7 @@ impl Default for Config {
             reuse_port: false,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
-            max_flush_delay: Duration::from_millis(100),
+            max_flush_delay: Duration::from_millis(160),
             shutdown_grace: Duration::from_secs(2),
         }
     }

@@ -5,8 +5,12 @@ use std::io::{self, Write};
 
 /// Bytes waiting to be written to one socket.
 ///
-/// It starts empty and gives its memory back whenever it drains, so an
-/// idle stream holds no buffer at all.
+/// It starts empty. When it drains it keeps up to [`KEEP`] bytes of
+/// memory for the next bytes (under a broadcast a stream is written ten
+/// times a second, and growing a buffer from nothing each time costs more
+/// than the write's bytes); the loop gives that memory back with
+/// [`release`](OutBuf::release) once the load is gone, so an idle stream
+/// holds no buffer at all.
 #[derive(Debug, Default)]
 pub struct OutBuf {
     /// The bytes; those before `start` are already written.
@@ -14,6 +18,9 @@ pub struct OutBuf {
     /// How far the socket has taken `buf`.
     start: usize,
 }
+
+/// The most memory a drained buffer keeps for its next bytes.
+pub const KEEP: usize = 4096;
 
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +79,23 @@ impl OutBuf {
         }
         let drained = self.start == self.buf.len();
         if drained {
-            // Give the memory back: most streams sit idle most of the time.
-            self.buf = Vec::new();
+            if self.buf.capacity() > KEEP {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
             self.start = 0;
         }
         Ok(Flushed { written, drained })
+    }
+
+    /// Gives the memory back if nothing is waiting: most streams sit idle
+    /// most of the time.
+    pub fn release(&mut self) {
+        if self.is_empty() && self.buf.capacity() > 0 {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
     }
 }
 
@@ -134,7 +153,24 @@ mod tests {
             }
         );
         assert_eq!(pipe.taken, b"hello world!");
-        assert_eq!(out.buf.capacity(), 0, "a drained buffer frees its memory");
+        assert!(out.buf.capacity() > 0, "a drained buffer keeps its memory");
+        out.push(b"more");
+        out.release();
+        assert_eq!(out.len(), 4, "release never drops waiting bytes");
+        out.write_to(&mut pipe).unwrap();
+        out.release();
+        assert_eq!(out.buf.capacity(), 0, "a released buffer frees its memory");
+        out.push(&[b'x'; KEEP + 1]);
+        out.write_to(&mut Pipe {
+            taken: Vec::new(),
+            room: usize::MAX,
+        })
+        .unwrap();
+        assert_eq!(
+            out.buf.capacity(),
+            0,
+            "a large buffer is freed as it drains"
+        );
     }
 
     #[test]

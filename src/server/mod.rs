@@ -696,10 +696,15 @@ impl Server {
     fn sweep(&mut self) {
         let now = self.now;
         let now_secs = unix_ms() / 1000;
+        // The memory buffers kept through a broadcast goes back after it.
+        let calm = self.conns.streams_waiting() < BATCH_FROM;
         for token in self.conns.tokens() {
             let Some(conn) = self.conns.live(token) else {
                 continue;
             };
+            if calm {
+                conn.out.release();
+            }
             if let State::Stream(stream) = &conn.state {
                 if stream.expires.is_some_and(|at| now_secs >= at.get()) {
                     self.conns.mark_closing(token, Close::TokenExpired);
@@ -775,6 +780,7 @@ impl Server {
     /// remain. Never reads: a connection that may read again goes on the
     /// resume list.
     fn flush(&mut self, token: usize) {
+        let calm = self.conns.streams_waiting() < BATCH_FROM;
         let Some(conn) = self.conns.live(token) else {
             return;
         };
@@ -805,6 +811,10 @@ impl Server {
         }
         if !flushed.drained {
             return;
+        }
+        if calm {
+            // Not under a broadcast: no next write is near.
+            conn.out.release();
         }
         if let State::Stream(stream) = &mut conn.state {
             stream.replay_allowance = 0;

@@ -72,7 +72,7 @@ const GOALS: &[(&str, &str, &str, &str, f64)] = &[
         "server CPU per delivery (µs)",
         "cpu_us_per_delivery",
         "<=",
-        1.2,
+        0.5,
     ),
     ("S3", "missing", "missing", "==", 0.0),
     (
