@@ -215,6 +215,7 @@ impl TokenRequest {
             nbf: None,
             iat: Some(now_secs),
             grant: self.grant.clone(),
+            visitor: false,
         }
     }
 

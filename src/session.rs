@@ -105,14 +105,25 @@ impl Sessions {
         now: Instant,
         now_secs: u64,
     ) -> Response {
+        let ttl = self.visitor_ttl.as_secs();
+        let renewed = now_secs.saturating_add(ttl);
         // A customer keeps their rooms (the same conversation across
-        // reloads and tabs); anyone else starts a new one.
-        let (status, user, rooms) = match &id.who {
+        // reloads and tabs); anyone else starts a new one. A visitor's
+        // token is renewed; a host's keeps the end the host gave it.
+        let (status, user, rooms, exp, visitor) = match &id.who {
             Who::Customer(Claims {
                 sub,
                 grant: Grant::Rooms(rooms),
+                exp,
+                visitor,
                 ..
-            }) => (200, name.unwrap_or_else(|| sub.clone()), rooms.clone()),
+            }) => (
+                200,
+                name.unwrap_or_else(|| sub.clone()),
+                rooms.clone(),
+                if *visitor { renewed } else { *exp },
+                *visitor,
+            ),
             _ => {
                 if let Err(wait) = self.new_rooms.check(peer, now) {
                     return too_many(wait, "too many new conversations; try again later");
@@ -125,16 +136,17 @@ impl Sessions {
                     }
                 };
                 self.new_rooms.count(peer, now);
-                (201, name.unwrap_or_else(|| "visitor".into()), vec![room])
+                let user = name.unwrap_or_else(|| "visitor".into());
+                (201, user, vec![room], renewed, true)
             }
         };
-        let ttl = self.visitor_ttl.as_secs();
         let claims = Claims {
             sub: user.clone(),
-            exp: now_secs.saturating_add(ttl),
+            exp,
             nbf: None,
             iat: Some(now_secs),
             grant: Grant::Rooms(rooms.clone()),
+            visitor,
         };
         let token = token::sign(&claims, secret.as_bytes());
         let body = format!(
@@ -144,7 +156,8 @@ impl Sessions {
             json_string(&user),
             claims.exp.saturating_mul(1000)
         );
-        Response::json(status, body).with_header("Set-Cookie", set_cookie(&token, ttl, secure))
+        let max_age = exp.saturating_sub(now_secs);
+        Response::json(status, body).with_header("Set-Cookie", set_cookie(&token, max_age, secure))
     }
 }
 

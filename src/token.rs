@@ -4,8 +4,10 @@
 //!
 //! A token's claims are `sub` (a display name), `exp` (required), optional
 //! `nbf` and `iat`, and `ssehub`, which grants either every room as an agent
-//! (`{"agent": true}`) or a list of rooms (`{"rooms": ["R", …]}`). A host
-//! site can mint the same tokens with any JWT library and the same secret.
+//! (`{"agent": true}`) or a list of rooms (`{"rooms": ["R", …]}`, with
+//! `"visitor": true` on the tokens `POST /session` issues to visitors). A
+//! host site can mint the same tokens with any JWT library and the same
+//! secret.
 //!
 //! [`verify`] is strict, since it faces anything a client sends: a token
 //! over [`MAX_TOKEN_LEN`] bytes is refused before it is decoded, the three
@@ -52,6 +54,11 @@ pub struct Claims {
     pub iat: Option<u64>,
     /// What the token grants.
     pub grant: Grant,
+    /// A visitor's own conversation, as `POST /session` issues it
+    /// (`"visitor": true` beside the rooms): re-issuing it renews it for
+    /// another `--visitor-ttl`. Any other token keeps its `exp` when
+    /// re-issued, so a host's short-lived token never becomes a long one.
+    pub visitor: bool,
 }
 
 /// What a token grants: the `ssehub` claim.
@@ -127,6 +134,7 @@ pub fn valid_room_name(name: &str) -> bool {
 ///     nbf: None,
 ///     iat: None,
 ///     grant: Grant::Rooms(vec!["support".into()]),
+///     visitor: false,
 /// };
 /// let token = sign(&claims, b"a secret of at least 32 characters");
 /// assert_eq!(verify(&token, b"a secret of at least 32 characters", 1_900_000_000), Ok(claims));
@@ -143,6 +151,9 @@ pub fn sign(claims: &Claims, secret: &[u8]) -> String {
     }
     let grant = match &claims.grant {
         Grant::Agent => serde_json::json!({ "agent": true }),
+        Grant::Rooms(rooms) if claims.visitor => {
+            serde_json::json!({ "rooms": rooms, "visitor": true })
+        }
         Grant::Rooms(rooms) => serde_json::json!({ "rooms": rooms }),
     };
     payload.insert("ssehub".into(), grant);
@@ -310,13 +321,21 @@ fn claims_of(payload: &Map<String, Value>) -> Option<Claims> {
         None => None,
         Some(value) => Some(numeric_date(value, false)?),
     };
-    let grant = grant_of(payload.get("ssehub")?.as_object()?)?;
+    let ssehub = payload.get("ssehub")?.as_object()?;
+    let grant = grant_of(ssehub)?;
+    let visitor = match (ssehub.get("visitor"), &grant) {
+        (None, _) => false,
+        (Some(Value::Bool(true)), Grant::Rooms(_)) => true,
+        // `"visitor": false`, a non-boolean, or on an agent: unclear.
+        _ => return None,
+    };
     Some(Claims {
         sub: sub.to_string(),
         exp,
         nbf,
         iat,
         grant,
+        visitor,
     })
 }
 
@@ -366,6 +385,7 @@ mod tests {
             nbf: Some(NOW - 10),
             iat: Some(NOW - 10),
             grant,
+            visitor: false,
         }
     }
 

@@ -29,6 +29,7 @@ fn mint(user: &str, grant: Grant, ttl: u64) -> String {
         nbf: None,
         iat: None,
         grant,
+        visitor: false,
     };
     token::sign(&claims, SECRET.as_bytes())
 }
@@ -111,6 +112,7 @@ fn bad_tokens_are_refused_whatever_is_wrong_with_them() {
             nbf: None,
             iat: None,
             grant: Grant::Rooms(vec!["a".into()]),
+            visitor: false,
         };
         token::sign(&claims, SECRET.as_bytes())
     };
@@ -121,6 +123,7 @@ fn bad_tokens_are_refused_whatever_is_wrong_with_them() {
             nbf: None,
             iat: None,
             grant: Grant::Rooms(vec!["a".into()]),
+            visitor: false,
         },
         b"another secret of more than 32 characters",
     );
@@ -301,6 +304,96 @@ fn a_visitor_gets_a_private_room_and_keeps_it() {
         "",
     );
     assert!(tls.header("set-cookie").unwrap().contains("; Secure"));
+}
+
+/// `POST /session` renews a visitor's token (`"visitor": true`, as it
+/// issues them) for another `--visitor-ttl`, but a host's customer token
+/// keeps the end the host gave it: a short-lived token presented there
+/// never comes back as a 30-day one.
+#[test]
+fn only_a_visitors_token_is_renewed_a_hosts_keeps_its_expiry() {
+    let server = private();
+    let ttl_30d = 30 * 86_400;
+
+    let first = ask(&server, "POST", "/session", "", "");
+    let visitor = token::verify(&cookie_token(&first), SECRET.as_bytes(), now()).unwrap();
+    assert!(visitor.visitor, "POST /session marks its tokens");
+    assert!(visitor.exp >= now() + ttl_30d - 5);
+    let again = ask(
+        &server,
+        "POST",
+        "/session",
+        &cookie(&cookie_token(&first)),
+        "",
+    );
+    assert_eq!(again.status, 200, "{}", again.text());
+    let renewed = token::verify(&cookie_token(&again), SECRET.as_bytes(), now()).unwrap();
+    assert!(renewed.visitor && renewed.exp >= visitor.exp);
+
+    // A host's token for two minutes: renamed, same rooms, same end.
+    let host = mint("Carla", Grant::Rooms(vec!["order-17".into()]), 120);
+    let host_exp = token::verify(&host, SECRET.as_bytes(), now()).unwrap().exp;
+    let reissued = ask(
+        &server,
+        "POST",
+        "/session",
+        &bearer(&host),
+        r#"{"name":"Carla B."}"#,
+    );
+    assert_eq!(reissued.status, 200, "{}", reissued.text());
+    let body = reissued.json();
+    assert_eq!(body["room"], "order-17");
+    assert_eq!(body["user"], "Carla B.");
+    assert_eq!(body["expires"].as_u64(), Some(host_exp * 1000));
+    let claims = token::verify(&cookie_token(&reissued), SECRET.as_bytes(), now()).unwrap();
+    assert_eq!((claims.exp, claims.visitor), (host_exp, false));
+    let set = reissued.header("set-cookie").unwrap();
+    let max_age: u64 = set
+        .split("Max-Age=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|n| n.parse().ok())
+        .expect("Max-Age");
+    assert!(
+        max_age <= 120,
+        "the cookie lives as long as the token: {set}"
+    );
+
+    // The same forger's hand with a clear claim works (so the refusals
+    // below are about the claim), and one that says `"visitor"` unclearly
+    // grants nothing.
+    let clear = sign_raw(&format!(
+        r#"{{"sub":"x","exp":{},"ssehub":{{"rooms":["a"],"visitor":true}}}}"#,
+        now() + 60
+    ));
+    let read = ask(&server, "GET", "/messages?room=a", &bearer(&clear), "");
+    assert_eq!(read.status, 200, "{}", read.text());
+    for ssehub in [
+        r#"{"rooms":["a"],"visitor":false}"#,
+        r#"{"rooms":["a"],"visitor":"yes"}"#,
+        r#"{"agent":true,"visitor":true}"#,
+    ] {
+        let payload = format!(r#"{{"sub":"x","exp":{},"ssehub":{ssehub}}}"#, now() + 60);
+        let forged = sign_raw(&payload);
+        let read = ask(&server, "GET", "/messages?room=a", &bearer(&forged), "");
+        assert_eq!(read.status, 401, "{ssehub}: {}", read.text());
+    }
+}
+
+/// An HS256 token over `payload` exactly as given, signed with `SECRET`
+/// by an independent HMAC (`hmac` + `sha2` straight, not ssehub's signer).
+fn sign_raw(payload: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let mut token = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(payload));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(token.as_bytes());
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+    token
 }
 
 #[test]

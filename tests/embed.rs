@@ -446,6 +446,7 @@ fn the_authoriser_sees_the_requester_of_a_private_desk() {
         nbf: None,
         iat: None,
         grant: ssehub::token::Grant::Rooms(vec!["v-1".into()]),
+        visitor: false,
     };
     let token = ssehub::token::sign(&claims, secret.as_bytes());
     let mut socket = TcpStream::connect(addr).unwrap();

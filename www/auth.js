@@ -101,12 +101,20 @@ export async function renew(force = false) {
     if (now.role !== 'customer' || now.room !== state.me.room || now.expires <= Date.now()) return;
     state.me.expires = now.expires;
   }
+  const before = state.me.expires;
   try {
     await startSession();
-    onRenewed(state.me);
   } catch {
     renewTimer = setTimeout(() => renew(force), 3000);
+    return;
   }
+  if (state.me.expires === before && state.me.expires > Date.now()) {
+    // A host's token keeps its end when re-issued: nothing was renewed, so
+    // the stream carries on and no renewal is tried again before it ends.
+    clearTimeout(renewTimer);
+    return;
+  }
+  onRenewed(state.me);
 }
 
 /** Renames the customer: the name is the token's, so it is re-issued. */
