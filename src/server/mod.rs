@@ -414,7 +414,7 @@ impl Server {
         let draft = Draft::event(room, event.unwrap_or("message"), &data, unix_ms());
         let id = self.app.publish(draft);
         self.settle(false);
-        // Both logs of today know the id at once.
+        // The memory log and the journal know the id at once; Redis later (0).
         Ok(id.unwrap_or_default())
     }
 
