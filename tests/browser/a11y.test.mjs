@@ -4,38 +4,23 @@
 // agent's console; each at 360 px and 1440 px wide, light and dark. Any
 // violation of impact "serious" or "critical" fails, with its rule, its impact
 // and the elements it names. Each test starts its own server.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import axe from 'axe-core';
 import {
-  Server, launchBrowser, openPage, waitFor, waitLive, messageTexts, sendFromPage, mintToken, privateArgs, SCREENSHOTS,
+  browserSuite, openPage, textOf, waitText, waitFor, waitLive, messageTexts, sendFromPage, mintToken, privateArgs, SCREENSHOTS,
 } from './support.mjs';
 
-let browser;
-const servers = [];
-
-before(async () => { browser = await launchBrowser(); });
-after(async () => {
-  await browser?.close();
-  await Promise.all(servers.map((s) => s.kill()));
-});
-
-async function startServer(args = []) {
-  const s = new Server(args);
-  servers.push(s);
-  return s.start(0);
-}
+const suite = browserSuite();
+const { startServer } = suite;
 
 async function open(url, opts) {
-  const p = await openPage(browser, url, opts);
+  const p = await openPage(suite.browser, url, opts);
   return p;
 }
 
-const textOf = (page, testid) => page.getByTestId(testid).textContent();
-const waitText = (page, text, timeout = 10000) =>
-  waitFor(async () => (await messageTexts(page)).includes(text), { timeout, what: `message ${JSON.stringify(text)}` });
 
 const FAILING = new Set(['serious', 'critical']);
 const WIDTHS = [360, 1440];

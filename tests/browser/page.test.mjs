@@ -1,43 +1,23 @@
 // The bundled page in a real browser (Debian's Chromium via playwright-core),
 // against the real ssehub binary. Each test starts its own server.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  Server, Proxy, launchBrowser, openPage, waitFor, waitLive, statusText, messageIds, messageTexts,
+  Proxy, browserSuite, openPage, textOf, waitText, shot, waitFor, waitLive, statusText, messageIds, messageTexts,
   sendFromPage, assertNoDuplicates, SCREENSHOTS,
 } from './support.mjs';
 
-let browser;
-const servers = [];
-
-before(async () => { browser = await launchBrowser(); });
-after(async () => {
-  await browser?.close();
-  await Promise.all(servers.map((s) => s.kill()));
-});
-
-async function startServer(args = []) {
-  const s = new Server(args);
-  servers.push(s);
-  return s.start(0);
-}
+const suite = browserSuite();
+const { startServer } = suite;
 
 async function page(url, opts) {
-  const p = await openPage(browser, url, opts);
+  const p = await openPage(suite.browser, url, opts);
   return p;
 }
 
-const textOf = (page, testid) => page.getByTestId(testid).textContent();
-/** Saves a screenshot of a state worth a look under target/screenshots/. */
-async function shot(p, name) {
-  fs.mkdirSync(SCREENSHOTS, { recursive: true });
-  await p.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
-}
 const streams = (page) => page.evaluate(() => window.__streams);
-const waitText = (page, text, timeout = 10000) =>
-  waitFor(async () => (await messageTexts(page)).includes(text), { timeout, what: `message ${JSON.stringify(text)}` });
 
 test('two pages chat both ways; Enter sends, Shift+Enter adds a line; the name is remembered', async () => {
   const srv = await startServer();
@@ -143,9 +123,7 @@ test('server killed and restarted on the same port: the page goes live again and
   assert.match(await statusText(p), /reconnecting/);
   await shot(p, 'state-reconnecting');
 
-  const again = new Server([]);
-  servers.push(again);
-  await again.start(port);
+  const again = await startServer([], port);
   // A second client writes while the page is still reconnecting.
   const after = await again.post('lobby', 'Bob', 'after restart');
   await waitLive(p, 15000);

@@ -1,43 +1,22 @@
 // The bundled page at a private customer-service desk (`--auth-secret`):
 // customers in conversations of their own, agents behind a login, tokens
 // renewed before they run out. Each test starts its own server.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import {
-  Server, launchBrowser, newContext, openPage, openTab, waitFor, waitLive, messageIds, messageTexts,
-  sendFromPage, assertNoDuplicates, mintToken, privateArgs, SCREENSHOTS,
+  browserSuite, newContext, textOf, waitText, shot, openPage, openTab, waitFor, waitLive, messageIds, messageTexts,
+  sendFromPage, assertNoDuplicates, mintToken, privateArgs,
 } from './support.mjs';
 
-let browser;
-const servers = [];
+const suite = browserSuite();
+const startServer = (...more) => suite.startServer(privateArgs(...more));
 
-before(async () => { browser = await launchBrowser(); });
-after(async () => {
-  await browser?.close();
-  await Promise.all(servers.map((s) => s.kill()));
-});
-
-async function startServer(...more) {
-  const s = new Server(privateArgs(...more));
-  servers.push(s);
-  return s.start(0);
-}
-
-const textOf = (page, testid) => page.getByTestId(testid).textContent();
-async function shot(p, name) {
-  fs.mkdirSync(SCREENSHOTS, { recursive: true });
-  await p.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
-}
-const waitText = (page, text, timeout = 10000) =>
-  waitFor(async () => (await messageTexts(page)).includes(text), { timeout, what: `message ${JSON.stringify(text)}` });
 /** GET /session as the page's browser context sees it (its cookie). */
 const sessionOf = (page) => page.evaluate(() => fetch('session', { cache: 'no-store' }).then((r) => r.json()));
 
 /** A customer's page, live in their own conversation; `room` is it. */
 async function customer(srv, opts) {
-  const c = await openPage(browser, `${srv.base}/`, opts);
+  const c = await openPage(suite.browser, `${srv.base}/`, opts);
   await waitLive(c.page);
   const s = await sessionOf(c.page);
   assert.equal(s.role, 'customer');
@@ -112,7 +91,7 @@ test('an agent logs in with a token, answers a customer, and logs out', async ()
   await waitFor(async () => /offline/.test(await textOf(c.page, 'agent-status')), { what: 'agents offline' });
 
   // The login form first; a wrong token says so.
-  const agent = await openPage(browser, `${srv.base}/?agent`, { viewport: { width: 1280, height: 800 } });
+  const agent = await openPage(suite.browser, `${srv.base}/?agent`, { viewport: { width: 1280, height: 800 } });
   const a = agent.page;
   await waitFor(() => a.getByTestId('login-token').isVisible(), { what: 'the login form' });
   assert.equal(await a.getByTestId('rooms').isVisible(), false, 'nothing of the console before login');
@@ -177,7 +156,7 @@ test('unread counts mean unanswered; a late customer tab sees the agent online; 
   await sendFromPage(c.page, 'second question');
   await waitFor(async () => (await messageTexts(c.page)).length === 2, { what: 'two questions' });
 
-  const agent = await openPage(browser, `${srv.base}/?agent`);
+  const agent = await openPage(suite.browser, `${srv.base}/?agent`);
   const a = agent.page;
   await waitFor(() => a.getByTestId('login-token').isVisible(), { what: 'the login form' });
   await a.getByTestId('login-token').fill(mintToken('--user', 'Sam', '--agent'));
@@ -218,7 +197,7 @@ test('unread counts mean unanswered; a late customer tab sees the agent online; 
 
 test('an agent cookie on the customer page leads to the console; a customer token is no agent login', async () => {
   const srv = await startServer();
-  const context = await newContext(browser);
+  const context = await newContext(suite.browser);
   const { page: p, errors } = await openTab(context, `${srv.base}/?agent`);
   await waitFor(() => p.getByTestId('login-token').isVisible(), { what: 'the login form' });
   await p.getByTestId('login-token').fill(mintToken('--user', 'Carla', '--room', 'v-somewhere'));

@@ -1,6 +1,7 @@
 // Helpers for the browser tests: start the ssehub binary on port 0, launch
 // Debian's Chromium through playwright-core, and wait for things with deadlines.
 import { execFileSync, spawn } from 'node:child_process';
+import { before, after } from 'node:test';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -269,6 +270,29 @@ export async function openTab(context, url, { timeout = 30000 } = {}) {
   return { page, errors };
 }
 
+/**
+ * One Chromium for a test file and the servers its tests start, all gone
+ * when the file's tests end. `suite.browser` is set before the first test;
+ * `suite.startServer(args, port)` starts a server (on a free port by default).
+ */
+export function browserSuite() {
+  const servers = [];
+  const suite = {
+    browser: null,
+    startServer(args = [], port = 0) {
+      const s = new Server(args);
+      servers.push(s);
+      return s.start(port);
+    },
+  };
+  before(async () => { suite.browser = await launchBrowser(); });
+  after(async () => {
+    await suite.browser?.close();
+    await Promise.all(servers.map((s) => s.kill()));
+  });
+  return suite;
+}
+
 /** A new isolated context with one tab. */
 export async function openPage(browser, url, opts) {
   const context = await newContext(browser, opts);
@@ -291,6 +315,19 @@ export function messageIds(page) {
 /** The texts of the messages shown, in DOM order. */
 export function messageTexts(page) {
   return page.$$eval('[data-testid="message"] .text', (els) => els.map((e) => e.textContent));
+}
+
+/** The text of the element with `data-testid` `testid`. */
+export const textOf = (page, testid) => page.getByTestId(testid).textContent();
+
+/** Waits until a message with exactly `text` is shown. */
+export const waitText = (page, text, timeout = 10000) =>
+  waitFor(async () => (await messageTexts(page)).includes(text), { timeout, what: `message ${JSON.stringify(text)}` });
+
+/** Saves a screenshot of a state worth a look under target/screenshots/. */
+export async function shot(page, name) {
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
 }
 
 /** Types into the composer and presses Enter. */

@@ -1,34 +1,20 @@
 // Many tabs of the page in one browser (one Playwright context: one profile,
 // one connection pool limited to 6 connections per host over HTTP/1.1).
 // The tabs share one stream: one tab holds it and relays to the others.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  Server, launchBrowser, newContext, openTab, waitFor, waitLive, messageIds, messageTexts,
+  browserSuite, newContext, waitText, openTab, waitFor, waitLive, messageIds, messageTexts,
   sendFromPage, assertNoDuplicates, SCREENSHOTS,
 } from './support.mjs';
 
-let browser;
-const servers = [];
-
-before(async () => { browser = await launchBrowser(); });
-after(async () => {
-  await browser?.close();
-  await Promise.all(servers.map((s) => s.kill()));
-});
-
-async function startServer(args = []) {
-  const s = new Server(args);
-  servers.push(s);
-  return s.start(0);
-}
+const suite = browserSuite();
+const { startServer } = suite;
 
 const streams = (page) => page.evaluate(() => window.__streams);
 const roomOf = (page) => page.locator('#room-name').textContent();
-const waitText = (page, text, timeout = 10000) =>
-  waitFor(async () => (await messageTexts(page)).includes(text), { timeout, what: `message ${JSON.stringify(text)}` });
 
 /**
  * Opens `rooms.length` tabs one after another in one context, tab i in room
@@ -57,7 +43,7 @@ async function holders(tabs) {
 
 test('8 tabs in one browser go live over one stream; a message from one tab reaches the tabs of its room', async () => {
   const srv = await startServer();
-  const context = await newContext(browser);
+  const context = await newContext(suite.browser);
   try {
     const rooms = ['lobby', 'lobby', 'lobby', 'help', 'lobby', 'lobby', 'help', 'lobby'];
     const tabs = await openTabs(context, srv.base, rooms);
@@ -187,7 +173,7 @@ async function handover(srv, tabs) {
 
 test('closing the tab that holds the stream: another takes over and resumes with lastEventId, nothing lost or shown twice', async () => {
   const srv = await startServer();
-  const context = await newContext(browser);
+  const context = await newContext(suite.browser);
   try {
     const tabs = await openTabs(context, srv.base, ['lobby', 'lobby', 'help', 'lobby', 'lobby', 'help', 'lobby', 'lobby']);
     await handover(srv, tabs);
@@ -198,7 +184,7 @@ test('closing the tab that holds the stream: another takes over and resumes with
 
 test('without Web Locks (plain http:// on a LAN) the tabs elect the holder over BroadcastChannel', async () => {
   const srv = await startServer();
-  const context = await newContext(browser);
+  const context = await newContext(suite.browser);
   try {
     // Web Locks exist only in secure contexts: take them away, as on http://192.168.x.y.
     await context.addInitScript(() => { Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined }); });
@@ -212,7 +198,7 @@ test('without Web Locks (plain http:// on a LAN) the tabs elect the holder over 
 
 test('agent tabs share a role=agent stream of their own beside the customer tabs of the same browser', async () => {
   const srv = await startServer();
-  const context = await newContext(browser);
+  const context = await newContext(suite.browser);
   try {
     const customers = await openTabs(context, srv.base, ['lobby', 'lobby', 'lobby']);
     const agents = [];
@@ -255,7 +241,7 @@ test('agent tabs share a role=agent stream of their own beside the customer tabs
 
 test('server restarted: every tab of the shared stream goes back to live and loses nothing', async () => {
   const srv = await startServer();
-  const context = await newContext(browser);
+  const context = await newContext(suite.browser);
   try {
     const tabs = await openTabs(context, srv.base, ['lobby', 'lobby', 'lobby', 'lobby', 'lobby', 'lobby', 'lobby']);
     await srv.post('lobby', 'Bob', 'before the restart');
@@ -267,9 +253,7 @@ test('server restarted: every tab of the shared stream goes back to live and los
       await waitFor(async () => /reconnecting/.test(await t.page.getByTestId('status').textContent()),
         { timeout: 8000, what: `tab ${tabs.indexOf(t)} to show "reconnecting"` });
     }
-    const again = new Server([]);
-    servers.push(again);
-    await again.start(port);
+    const again = await startServer([], port);
     await again.post('lobby', 'Bob', 'while the page reconnects');
     for (const t of tabs) {
       await waitLive(t.page, 15000);
@@ -290,7 +274,7 @@ test('server restarted: every tab of the shared stream goes back to live and los
 
 test('without BroadcastChannel each tab keeps a stream of its own', async () => {
   const srv = await startServer();
-  const context = await newContext(browser);
+  const context = await newContext(suite.browser);
   try {
     await context.addInitScript(() => { delete window.BroadcastChannel; });
     const tabs = await openTabs(context, srv.base, ['lobby', 'lobby']);
