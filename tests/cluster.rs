@@ -1005,6 +1005,48 @@ fn a_killed_nodes_streams_leave_the_counts_within_10_s() {
 
 // ----- Redis down, a node cut off --------------------------------------------------
 
+/// A Redis that still accepts connections but answers nothing (frozen,
+/// as on a stuck disk): no publish hangs. The first one waits at most the
+/// writer's reply time-out (1 s), and is refused; then every publish is
+/// refused at once; once Redis goes on, publishing works again.
+#[test]
+fn a_frozen_redis_refuses_publishes_instead_of_hanging_them() {
+    let redis = RedisServer::start();
+    let prefix = unique_prefix("frozen");
+    let a = node(redis.redis_url(), &prefix);
+    wait_redis_up(a.addr);
+    let first = post_message(a.addr, "r", "ann", "before");
+
+    redis.freeze();
+    let asked = Instant::now();
+    let reply = post_message_reply(a.addr, "r", "ann", "while frozen");
+    let took = asked.elapsed();
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    // 1 s of time-out and a margin for a busy machine; it used to be
+    // 2 s at the least (up to 4 s behind a presence update).
+    assert!(
+        took < Duration::from_millis(1800),
+        "the first 503 took {took:?}"
+    );
+    let asked = Instant::now();
+    let reply = publish_reply(a.addr, "r", "e", "while frozen");
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(
+        asked.elapsed() < AT_ONCE,
+        "the next 503 took {:?}",
+        asked.elapsed()
+    );
+
+    redis.thaw();
+    assert!(
+        eventually(RECONNECT_DEADLINE, || redis_is(a.addr, "up")),
+        "not back after Redis went on: {}",
+        health(a.addr)
+    );
+    let after = post_message(a.addr, "r", "ann", "after");
+    assert!(after > first, "{after} after {first}");
+}
+
 /// Redis stops (SIGTERM) and starts again on the same port with the same
 /// data: meanwhile publishes are `503` at once, streams stay open with
 /// their heartbeats and `/healthz` says `"redis":"down"` (still `200`);

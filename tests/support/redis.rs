@@ -110,6 +110,31 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): the kernel still accepts connections
+    /// for it, and nothing is answered, as with a Redis stuck on a slow
+    /// disk. [`RedisServer::thaw`] undoes it; dropping it kills it anyway.
+    #[track_caller]
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    #[track_caller]
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    #[track_caller]
+    fn signal(&self, which: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill")
+            .args([which, &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {which} {pid} failed");
+    }
+
     /// Starts the server again on the same port with the same data folder
     /// (after [`RedisServer::stop`]).
     #[track_caller]

@@ -55,6 +55,11 @@ pub const LOG_MAXLEN: u64 = 100_000;
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// How long one Redis call may take before the connection counts as lost.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the writer waits for Redis to answer a turn's publishes (or a
+/// new connection's PING): a publisher waits that long at most to learn
+/// that a Redis which still accepts connections has stopped answering.
+/// Redis answers a pipeline in milliseconds; a second is a stalled server.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one `XREAD` blocks; also how often the reader refreshes presence.
 const BLOCK_MS: u64 = 1000;
 /// A node's presence key lives this long without a refresh.

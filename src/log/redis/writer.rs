@@ -10,8 +10,8 @@ use std::time::Instant;
 use log::{info, warn};
 
 use super::{
-    fields_of, redis_error, Conn, Job, Keys, Shared, DOWN, IO_TIMEOUT, LOG_MAXLEN,
-    PRESENCE_TTL_SECS, PUBLISH_SCRIPT, RETRY_EVERY,
+    fields_of, redis_error, Conn, Job, Keys, Shared, DOWN, LOG_MAXLEN, PRESENCE_TTL_SECS,
+    PUBLISH_SCRIPT, REPLY_TIMEOUT, RETRY_EVERY,
 };
 use crate::log::{Draft, Settled};
 use crate::redis_url::RedisUrl;
@@ -37,7 +37,7 @@ impl Writer {
                 next_try = Instant::now();
             }
             if conn.is_none() && Instant::now() >= next_try {
-                match Conn::open(&self.url, IO_TIMEOUT) {
+                match Conn::open(&self.url, REPLY_TIMEOUT) {
                     Ok(c) => {
                         info!("redis: connected (writer)");
                         conn = Some(c);
@@ -59,7 +59,7 @@ impl Writer {
             let latest = self.shared.generation.load(Ordering::SeqCst);
             if conn.is_some() && generation != latest {
                 // As above, for a job that came while this thread waited.
-                conn = Conn::open(&self.url, IO_TIMEOUT).ok();
+                conn = Conn::open(&self.url, REPLY_TIMEOUT).ok();
                 generation = latest;
             }
             let result = match (&mut conn, &job) {
@@ -77,6 +77,13 @@ impl Writer {
                 }
                 conn = None;
                 self.shared.set_up(false);
+                // Publishes queued behind the one that failed are answered
+                // now, not after a reconnect that may take as long again.
+                while let Ok(job) = jobs.try_recv() {
+                    if let Job::Publish(batch) = job {
+                        self.shared.push_all(refusals(&batch));
+                    }
+                }
                 next_try = Instant::now();
             }
         }
