@@ -516,7 +516,11 @@ fn apply(config: &mut Config, flag: &str, value: &str, source: &str) -> Result<(
             if value.is_empty() {
                 return Err(bad("needs a folder".into()));
             }
-            config.www = Some(PathBuf::from(value));
+            let dir = PathBuf::from(value);
+            if !dir.is_dir() {
+                return Err(bad(format!("'{value}' is not a folder")));
+            }
+            config.www = Some(dir);
         }
         "--heartbeat" => {
             let secs: f64 = value

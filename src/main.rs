@@ -19,31 +19,22 @@ fn main() -> ExitCode {
     };
     let config = match command {
         Command::Help => {
-            println!("{USAGE}");
+            print_out(USAGE);
             return ExitCode::SUCCESS;
         }
         Command::Version => {
-            println!("ssehub {}", env!("CARGO_PKG_VERSION"));
+            print_out(&format!("ssehub {}", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
         Command::Token(request) => {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            println!("{}", request.mint(now));
+            print_out(&request.mint(now));
             return ExitCode::SUCCESS;
         }
         Command::Run(config) => *config,
     };
-    if let Some(dir) = &config.www {
-        if !dir.is_dir() {
-            eprintln!(
-                "ssehub: --www: '{}' is not a folder\n\n{USAGE}",
-                dir.display()
-            );
-            return ExitCode::from(2);
-        }
-    }
     if let Err(e) = logger::init(config.log_level) {
         eprintln!("ssehub: cannot start logging: {e}");
     }
@@ -94,4 +85,11 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Prints a line on stdout. A reader that went away (`ssehub --help | head
+/// -1`) is not an error worth a panic.
+fn print_out(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }

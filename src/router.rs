@@ -220,12 +220,17 @@ fn history(head: &Head) -> Result<Action, Response> {
 }
 
 /// A JSON body's object, or the 415 / 400 it earns. An empty body is an
-/// empty object when `empty_ok`.
+/// empty object when `empty_ok`, whatever its `Content-Type`.
 fn json_object(
     head: &Head,
     body: &[u8],
     empty_ok: bool,
 ) -> Result<serde_json::Map<String, serde_json::Value>, Response> {
+    // An optional body left out is no body of the wrong type (`curl -d ''`
+    // sends one with a form type).
+    if empty_ok && body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
     if let Some(content_type) = &head.content_type {
         let media = content_type
             .split(';')
@@ -239,9 +244,6 @@ fn json_object(
                 "Content-Type must be application/json",
             ));
         }
-    }
-    if empty_ok && body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Map::new());
     }
     match serde_json::from_slice(body) {
         Ok(serde_json::Value::Object(object)) => Ok(object),
@@ -418,6 +420,22 @@ mod tests {
                 "POST /messages",
                 "Content-Type: text/plain\r\n",
                 br#"{"user":"a","text":"b"}"#,
+                None,
+                415,
+            ),
+            // POST /session's body is optional: none is fine whatever its
+            // type says (curl -d ''), a form is not JSON.
+            (
+                "POST /session",
+                "Content-Type: application/x-www-form-urlencoded\r\n",
+                b"",
+                None,
+                200,
+            ),
+            (
+                "POST /session",
+                "Content-Type: application/x-www-form-urlencoded\r\n",
+                b"name=x",
                 None,
                 415,
             ),

@@ -186,9 +186,14 @@ fn info_json(who: &Who) -> String {
         ),
         _ => ("null".into(), "[]".into(), "null".into()),
     };
+    // The static publish token is no person: `anonymous`, as the contract's
+    // three roles go, and said apart by `publisher`.
+    let (role, publisher) = match who {
+        Who::Publisher => ("anonymous", ",\"publisher\":true"),
+        _ => (who.role(), ""),
+    };
     format!(
-        "{{\"role\":\"{}\",\"user\":{user},\"rooms\":{rooms},\"expires\":{expires},\"private\":{}}}",
-        who.role(),
+        "{{\"role\":\"{role}\",\"user\":{user},\"rooms\":{rooms},\"expires\":{expires},\"private\":{}{publisher}}}",
         *who != Who::Open
     )
 }

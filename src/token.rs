@@ -297,7 +297,9 @@ fn check_header(header: &Map<String, Value>) -> Result<(), TokenError> {
     if header.get("alg") != Some(&Value::from("HS256")) {
         return Err(TokenError::Header);
     }
-    if header.get("typ").is_some_and(|typ| typ != "JWT") {
+    // `typ` is a media type, compared without case (RFC 7519 5.1).
+    let jwt = |typ: &Value| typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT"));
+    if header.get("typ").is_some_and(|typ| !jwt(typ)) {
         return Err(TokenError::Header);
     }
     // RFC 7515 4.1.11: an extension marked critical that we do not
@@ -557,6 +559,7 @@ mod tests {
         for header in [
             r#"{"alg":"HS256"}"#,
             r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"alg":"HS256","typ":"jwt"}"#,
             r#"{"typ":"JWT","alg":"HS256","kid":"k1"}"#,
         ] {
             let token = forge(header, &payload);

@@ -524,6 +524,14 @@ fn publish_takes_a_room_token_or_the_static_token() {
         .status,
         401
     );
+    // GET /session: no person, so one of the three roles, told apart.
+    let who = ask(&server, "GET", "/session", &bearer("device-key"), "").json();
+    assert_eq!(
+        (&who["role"], &who["publisher"]),
+        (&"anonymous".into(), &true.into())
+    );
+    let nobody = ask(&server, "GET", "/session", "", "").json();
+    assert!(nobody.get("publisher").is_none(), "{nobody}");
 }
 
 #[test]

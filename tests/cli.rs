@@ -157,6 +157,20 @@ fn help_prints_usage_and_exits_0() {
     }
 }
 
+/// `ssehub --help | head -1`: the reader is gone before the usage is
+/// written. A closed pipe is no reason for a panic or a failure status.
+#[test]
+fn help_into_a_closed_pipe_exits_0_without_a_panic() {
+    for _ in 0..3 {
+        let mut child = ssehub(&["--help"], &[]).spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+    }
+}
+
 #[test]
 fn version_prints_the_version_and_exits_0() {
     for flag in ["--version", "-V"] {
@@ -211,6 +225,7 @@ fn bad_environment_values_exit_2_naming_the_variable() {
         ("SSEHUB_BIND", "nowhere"),
         ("SSEHUB_MAX_CLIENTS", "0"),
         ("SSEHUB_HEARTBEAT", "soon"),
+        ("SSEHUB_WWW", "/no/such/folder/for/ssehub"),
     ] {
         let out = run(&[], &[(name, value)]);
         assert_eq!(out.status.code(), Some(2), "{name}={value}");
