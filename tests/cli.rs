@@ -14,17 +14,9 @@ use support::*;
 /// How long a run that should end at once may take.
 const EXIT_DEADLINE: Duration = Duration::from_secs(20);
 
-/// The built binary with the given arguments and `SSEHUB_*` variables,
-/// none inherited from the test's own environment.
+/// The built binary (see [`ssehub_command`]), its output piped.
 fn ssehub(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));
-    command.args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SSEHUB_") {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().copied());
+    let mut command = ssehub_command(args, env);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -115,16 +107,6 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> (Running, String, mpsc::Receive
             Err(_) => panic!("no 'listening on http://' line; stderr: {seen:#?}"),
         }
     }
-}
-
-/// The `ADDR:PORT` after `http://` in a log line.
-#[track_caller]
-fn address_in(line: &str) -> SocketAddr {
-    let rest = &line[line.find("http://").expect("a URL") + "http://".len()..];
-    let end = rest.find(['/', ' ']).unwrap_or(rest.len());
-    rest[..end]
-        .parse()
-        .unwrap_or_else(|_| panic!("no address in {line:?}"))
 }
 
 #[track_caller]

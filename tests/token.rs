@@ -5,6 +5,7 @@
 //! The PyJWT tests need `python3` with PyJWT (`make deps` installs it) and
 //! fail, saying so, when it is missing: a skipped interoperability check
 //! would look like a passed one.
+mod support;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
@@ -12,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use ssehub::token::{self, Grant, TokenError};
+use support::ssehub_command;
 
 const SECRET: &str = "test secret, long enough for HS256!";
 /// How long a command that should end at once may take.
@@ -49,15 +51,7 @@ fn finish(mut command: Command, what: &str) -> Output {
 /// The built binary with `args` and only the given `SSEHUB_*` variables.
 #[track_caller]
 fn ssehub(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));
-    command.args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SSEHUB_") {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().copied());
-    finish(command, &format!("ssehub {args:?}"))
+    finish(ssehub_command(args, env), &format!("ssehub {args:?}"))
 }
 
 /// The one token `ssehub token ARGS` prints, with the secret in the environment.

@@ -13,6 +13,8 @@
 //! query and path decoding are fuzzed too.
 #![no_main]
 
+mod split;
+
 use libfuzzer_sys::fuzz_target;
 use ssehub::request::{
     parse_head, percent_decode, query_pairs, BodyFraming, ChunkedDecoder, Head, HttpError, Limits,
@@ -187,15 +189,6 @@ fn run(pieces: &[&[u8]]) -> (Vec<Step>, bool, bool) {
     conn.outcome()
 }
 
-/// FNV-1a: split points that depend on the input, reproducibly.
-fn hash(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
 
 /// Checks that `parse_head` on every prefix of the first head is Partial
 /// until the whole buffer's answer appears, then stays that answer.
@@ -221,17 +214,7 @@ fn check_prefixes(data: &[u8], cuts: &[usize]) {
 fuzz_target!(|data: &[u8]| {
     let whole = run(&[data]);
 
-    let len = data.len();
-    let mut cuts: Vec<usize> = Vec::new();
-    let mut h = hash(data);
-    if len > 1 {
-        for _ in 0..4 {
-            h = h.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            cuts.push(1 + (h % (len as u64 - 1)) as usize);
-        }
-    }
-    cuts.sort_unstable();
-    cuts.dedup();
+    let cuts = split::cuts(data);
     check_prefixes(data, &cuts);
 
     // Two pieces at each cut, then all the cuts at once.
@@ -258,7 +241,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // A trickling client: one byte at a time (short inputs only, as each
     // byte re-parses the buffer, like the server does).
-    if len <= 600 {
+    if data.len() <= 600 {
         let bytes: Vec<&[u8]> = data.chunks(1).collect();
         let split = run(&bytes);
         assert!(

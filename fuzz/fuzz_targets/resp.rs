@@ -14,6 +14,8 @@
 //! on it.
 #![no_main]
 
+mod split;
+
 use libfuzzer_sys::fuzz_target;
 use ssehub::resp::{
     decode_with, encode_command, encode_reply, parse_range, parse_xadd, parse_xread, Decoder,
@@ -151,32 +153,13 @@ fn check_reply(reply: &Reply, wire: &[u8]) {
     }
 }
 
-/// FNV-1a: split points that depend on the input, reproducibly.
-fn hash(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
 
 fn check(data: &[u8], limits: Limits) {
     let reference = incremental(&[data], limits);
     let stateless = whole(data, limits);
     assert_eq!(reference, stateless, "decoder vs decode_with");
 
-    let len = data.len();
-    let mut cuts: Vec<usize> = Vec::new();
-    let mut h = hash(data);
-    if len > 1 {
-        for _ in 0..4 {
-            h = h.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            cuts.push(1 + (h % (len as u64 - 1)) as usize);
-        }
-    }
-    cuts.sort_unstable();
-    cuts.dedup();
+    let cuts = split::cuts(data);
     for &cut in &cuts {
         let split = incremental(&[&data[..cut], &data[cut..]], limits);
         assert_eq!(split, reference, "split at {cut}");
@@ -191,7 +174,7 @@ fn check(data: &[u8], limits: Limits) {
         pieces.push(&data[at..]);
         assert_eq!(incremental(&pieces, limits), reference, "split at {cuts:?}");
     }
-    if len <= 600 {
+    if data.len() <= 600 {
         let bytes: Vec<&[u8]> = data.chunks(1).collect();
         assert_eq!(incremental(&bytes, limits), reference, "byte at a time");
     }

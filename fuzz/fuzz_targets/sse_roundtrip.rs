@@ -13,6 +13,8 @@
 //! from the input whenever `check_event_name` accepts it.
 #![no_main]
 
+mod split;
+
 use libfuzzer_sys::fuzz_target;
 use ssehub::sse::{check_event_name, encode, encode_parts, normalize_line_ends, Event};
 
@@ -163,19 +165,10 @@ fn check_frame(frame: &[u8], id: u64, kind: &str, expected: &str) {
     assert_eq!((ids, kinds), (1, 1), "frame {text:?}");
 }
 
-/// FNV-1a, for an id that covers the whole u64 range.
-fn hash(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
 
 fuzz_target!(|bytes: &[u8]| {
     let input = String::from_utf8_lossy(bytes);
-    let id = hash(bytes);
+    let id = split::hash(bytes);
 
     let normalised = normalize_line_ends(&input);
     assert!(!normalised.contains('\r'), "normalised text keeps a CR");

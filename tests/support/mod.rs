@@ -6,11 +6,36 @@ pub mod redis;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ssehub::{Config, Handle, Server};
+
+/// The built `ssehub` binary with `args` and only the given `SSEHUB_*`
+/// variables: none is inherited from the test's own environment.
+pub fn ssehub_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));
+    command.args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SSEHUB_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+/// The `ADDR:PORT` after `http://` in a log line.
+#[track_caller]
+pub fn address_in(line: &str) -> SocketAddr {
+    let rest = &line[line.find("http://").expect("a URL") + "http://".len()..];
+    let end = rest.find(['/', ' ']).unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .unwrap_or_else(|_| panic!("no address in {line:?}"))
+}
 
 /// How long a helper waits for bytes before failing the test.
 pub const WAIT: Duration = Duration::from_secs(5);
