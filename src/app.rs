@@ -394,8 +394,8 @@ impl App {
     /// skipping events once the node has reached their id (or, caught up
     /// with the log, waited [`AHEAD_PATIENCE`] for it in vain).
     pub fn forget_ahead(&mut self, now: Instant) {
-        let caught_up = self.log.healthy() != Some(false);
-        self.hub.forget_ahead(now, caught_up);
+        let log = &self.log;
+        self.hub.forget_ahead(now, || log.healthy() != Some(false));
     }
 
     /// Takes the log's verdicts: committed events are retained and queued

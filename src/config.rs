@@ -180,6 +180,21 @@ impl fmt::Debug for Secret {
     }
 }
 
+impl Secret {
+    /// `value` as a secret, if it is long enough; the error says only its
+    /// length, never the secret.
+    fn checked(value: String) -> Result<Secret, String> {
+        let chars = value.chars().count();
+        if chars < token::MIN_SECRET_CHARS {
+            return Err(format!(
+                "must be at least {} characters, got {chars}",
+                token::MIN_SECRET_CHARS
+            ));
+        }
+        Ok(Secret(value))
+    }
+}
+
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -194,7 +209,7 @@ pub enum Command {
 }
 
 /// What `ssehub token` was asked for, already checked.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRequest {
     /// The token's `sub`, 1–64 characters.
     pub user: String,
@@ -203,7 +218,7 @@ pub struct TokenRequest {
     /// How long the token is valid from the moment it is minted.
     pub ttl: Duration,
     /// The signing secret, at least [`token::MIN_SECRET_CHARS`] characters.
-    pub secret: String,
+    pub secret: Secret,
 }
 
 impl TokenRequest {
@@ -226,16 +241,6 @@ impl TokenRequest {
 }
 
 // By hand, so that the secret never reaches a log or a test's output.
-impl fmt::Debug for TokenRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenRequest")
-            .field("user", &self.user)
-            .field("grant", &self.grant)
-            .field("ttl", &self.ttl)
-            .field("secret", &"<hidden>")
-            .finish()
-    }
-}
 
 /// A bad flag or value; the binary prints it with the usage and exits 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -476,17 +481,7 @@ where
             source: "--auth-secret".into(),
             message: format!("needed, or {AUTH_SECRET_VAR} in the environment"),
         })?;
-    let chars = secret.chars().count();
-    if chars < token::MIN_SECRET_CHARS {
-        // The length only: the secret itself is never printed.
-        return Err(ConfigError {
-            source,
-            message: format!(
-                "must be at least {} characters, got {chars}",
-                token::MIN_SECRET_CHARS
-            ),
-        });
-    }
+    let secret = Secret::checked(secret).map_err(|message| ConfigError { source, message })?;
     let ttl = ttl.unwrap_or(match grant {
         Grant::Agent => Duration::from_secs(12 * 3600),
         Grant::Rooms(_) => Duration::from_secs(30 * 86_400),
@@ -546,17 +541,7 @@ fn apply(config: &mut Config, flag: &str, value: &str, source: &str) -> Result<(
             }
             config.cors_origins.push(value.to_string());
         }
-        "--auth-secret" => {
-            let chars = value.chars().count();
-            if chars < token::MIN_SECRET_CHARS {
-                // The length only: the secret itself is never printed.
-                return Err(bad(format!(
-                    "must be at least {} characters, got {chars}",
-                    token::MIN_SECRET_CHARS
-                )));
-            }
-            config.auth_secret = Some(Secret::from(value));
-        }
+        "--auth-secret" => config.auth_secret = Some(Secret::checked(value.into()).map_err(bad)?),
         "--visitor-ttl" => config.visitor_ttl = token::parse_ttl(value).map_err(bad)?,
         "--redis" => config.redis = Some(RedisUrl::parse(value).map_err(bad)?),
         "--redis-prefix" => {
@@ -746,7 +731,11 @@ mod tests {
         assert_eq!(agent.user, "Grace");
         assert_eq!(agent.grant, Grant::Agent);
         assert_eq!(agent.ttl, Duration::from_secs(12 * 3600));
-        assert_eq!(agent.secret, SECRET);
+        assert_eq!(agent.secret.as_bytes(), SECRET.as_bytes());
+        assert!(
+            !format!("{agent:?}").contains(SECRET),
+            "Debug shows the secret"
+        );
         let rooms = token(
             &["--room=a", "--user=Ada", "--room", "b.c", "--room", "a"],
             &[("SSEHUB_AUTH_SECRET", SECRET)],
@@ -770,7 +759,7 @@ mod tests {
             &[("SSEHUB_AUTH_SECRET", "short")],
         )
         .unwrap();
-        assert_eq!(request.secret, other);
+        assert_eq!(request.secret.as_bytes(), other.as_bytes());
     }
 
     #[test]

@@ -202,3 +202,62 @@ impl Conns {
         self.closed[Close::SlowConsumer as usize]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::StreamState;
+
+    /// A stream connection on a real loopback socket (nothing is written).
+    fn stream_conn() -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, peer) = listener.accept().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let mut conn = Conn::new(mio::net::TcpStream::from_std(socket), peer, Instant::now());
+        conn.state = State::Stream(StreamState {
+            replay_allowance: 0,
+            expires: None,
+        });
+        (conn, client)
+    }
+
+    /// Broadcast bytes wait their delay, counted from the first of them,
+    /// oldest stream first; later bytes of a waiting stream do not move it.
+    #[test]
+    fn streams_come_due_once_their_first_bytes_waited_the_delay() {
+        let mut conns = Conns::default();
+        let mut clients = Vec::new();
+        let t0 = Instant::now();
+        let delay = Duration::from_millis(100);
+        for at in [0, 30] {
+            let (conn, client) = stream_conn();
+            clients.push(client);
+            let token = conns.vacant();
+            conns.fill(token, conn);
+            conns.now = Some(t0 + Duration::from_millis(at));
+            assert!(conns.append(token, b"data: x\n\n", 1 << 16));
+        }
+        // A second event for the first stream, later: it keeps its place.
+        conns.now = Some(t0 + Duration::from_millis(60));
+        assert!(conns.append(0, b"data: y\n\n", 1 << 16));
+        assert_eq!(conns.streams_waiting(), 2);
+        assert_eq!(conns.streams_due_at(delay), Some(t0 + delay));
+
+        conns.now = Some(t0 + Duration::from_millis(99));
+        assert_eq!(conns.next_stream_due(delay), None, "not yet");
+        conns.now = Some(t0 + Duration::from_millis(100));
+        assert_eq!(conns.next_stream_due(delay), Some(0));
+        assert_eq!(
+            conns.next_stream_due(delay),
+            None,
+            "the second waits until 130 ms"
+        );
+        assert_eq!(
+            conns.next_stream_due(Duration::ZERO),
+            Some(1),
+            "no delay: due at once"
+        );
+        assert_eq!(conns.streams_waiting(), 0);
+    }
+}

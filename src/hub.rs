@@ -193,12 +193,14 @@ impl Hub {
     }
 
     /// Called after a broadcast: forgets the streams this node has caught
-    /// up with, and, once `caught_up` (the log has nothing older to
-    /// deliver), those past their time whose id never came.
-    pub fn forget_ahead(&mut self, now: Instant, caught_up: bool) {
+    /// up with, and, once `caught_up()` (the log has nothing older to
+    /// deliver; asked only when some stream is ahead), those past their
+    /// time whose id never came.
+    pub fn forget_ahead(&mut self, now: Instant, caught_up: impl FnOnce() -> bool) {
         if self.ahead.is_empty() {
             return;
         }
+        let caught_up = caught_up();
         let last_id = self.last_id;
         self.ahead
             .retain(|a| a.seen_up_to > last_id && !(caught_up && now >= a.until));
@@ -607,18 +609,18 @@ mod tests {
                 .copied()
                 .collect();
             assert_eq!(to, if id <= 7 { vec![2] } else { vec![1, 2] }, "event {id}");
-            hub.forget_ahead(now, true);
+            hub.forget_ahead(now, || true);
         }
         assert!(!hub.anyone_ahead_of(0), "forgotten once 7 was reached");
 
         // A made-up id: skipped while the log may still bring it, forgotten
         // once the node is caught up and the patience is spent.
         hub.subscribe_ahead(2, 1_000_000, now + std::time::Duration::from_secs(5));
-        hub.forget_ahead(now + std::time::Duration::from_secs(9), false);
+        hub.forget_ahead(now + std::time::Duration::from_secs(9), || false);
         assert!(hub.already_sent(2, 9), "the log is behind: still waiting");
-        hub.forget_ahead(now + std::time::Duration::from_secs(4), true);
+        hub.forget_ahead(now + std::time::Duration::from_secs(4), || true);
         assert!(hub.already_sent(2, 9), "within its patience");
-        hub.forget_ahead(now + std::time::Duration::from_secs(5), true);
+        hub.forget_ahead(now + std::time::Duration::from_secs(5), || true);
         assert!(!hub.already_sent(2, 9));
 
         // The token's next stream does not inherit the mark.

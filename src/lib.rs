@@ -12,7 +12,7 @@
 //! ```
 //!
 //! # Layout
-//! One module owns one thing; only `server` knows that mio exists, and
+//! One module owns one thing; only `server` touches mio's registry, and
 //! everything below it is plain data in, plain data out, tested without
 //! sockets where it can be.
 //! - [`config`]: [`Config`], its defaults, flag and environment parsing (pure).

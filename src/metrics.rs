@@ -53,7 +53,7 @@ impl Metrics {
     pub fn render(&self, gauges: Gauges, closed: &[(&str, u64)]) -> String {
         let slow_consumers = closed
             .iter()
-            .find(|(reason, _)| *reason == "slow_consumer")
+            .find(|(reason, _)| *reason == crate::conn::Close::SlowConsumer.label())
             .map_or(0, |(_, n)| *n);
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {

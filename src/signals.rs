@@ -3,7 +3,9 @@
 //!
 //! The handler only counts (an atomic add) and, on the second signal,
 //! calls `_exit`, both async-signal-safe. The loop sees the count after
-//! its poll: a signal interrupts `epoll_wait`, so the turn ends at once.
+//! its poll: a signal that lands on the loop's thread interrupts
+//! `epoll_wait`; one that lands elsewhere (a Redis thread) or just before
+//! the poll is seen at the next timer, within half a second.
 //! Declared here rather than pulled from the `libc` crate for two calls.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

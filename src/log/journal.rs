@@ -262,6 +262,10 @@ impl EventLog for JournalLog {
     }
 
     fn compact(&mut self, hub: &Hub) {
+        // Cheap first: counting what the hub retains walks every room.
+        if self.journal.lines <= MIN_COMPACT_LINES {
+            return;
+        }
         let (_, retained) = hub.sizes();
         if !self.journal.needs_compaction(retained) {
             return;
@@ -445,9 +449,9 @@ impl Journal {
     /// commits append to the new file.
     ///
     /// Lines still pending are kept and go to the new file at the next
-    /// commit, so `retained` must not hold them (with the hub's
-    /// prepare/commit split it does not: a prepared event is retained only
-    /// once committed). Were one in both, loading would keep one copy.
+    /// commit, so `retained` must not hold them (it does not: the hub
+    /// retains an event only once the log has committed it). Were one in
+    /// both, loading would keep one copy.
     ///
     /// # Errors
     /// Writing, syncing or renaming failed. The journal stays usable: until the
@@ -1000,6 +1004,29 @@ mod tests {
             );
             assert_eq!(loaded.last_id, 3);
         }
+    }
+
+    /// A message's role comes back from the journal; a line with a role
+    /// that is neither is skipped as bad, not read as a role-less message.
+    #[test]
+    fn roles_are_read_back_and_an_unknown_role_is_a_bad_line() {
+        let path = TempPath::new("roles");
+        let line = |id: u64, role: &str| {
+            format!("{{\"id\":{id},\"room\":\"a\",\"user\":\"Sam\",\"text\":\"t\",\"time\":{id},\"role\":\"{role}\"}}")
+        };
+        let text = [line(1, "agent"), line(2, "customer"), line(3, "boss")].join("\n") + "\n";
+        fs::write(&path.0, &text).unwrap();
+        let (_journal, loaded) = Journal::open(&path.0).unwrap();
+        let roles: Vec<Option<Role>> = loaded
+            .events
+            .iter()
+            .map(|record| match record {
+                Record::Message { role, .. } => *role,
+                Record::Event { .. } => panic!("a message was read as an event"),
+            })
+            .collect();
+        assert_eq!(roles, [Some(Role::Agent), Some(Role::Customer)]);
+        assert_eq!(loaded.bad_lines, 1);
     }
 
     #[test]

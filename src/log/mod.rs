@@ -13,7 +13,7 @@
 //! (SSE frame + JSON item) happens exactly once, in [`Draft::encode`], when
 //! its id is known.
 //!
-//! Two implementations today:
+//! Three implementations today:
 //! - [`MemoryLog`]: no storage; ids continue from the start time in
 //!   milliseconds × 1000, and every append is committed at once.
 //! - [`JournalLog`] (`--journal FILE`): one JSON line per event, one write
