@@ -87,6 +87,21 @@ pub struct RateLimit {
     window: Duration,
     /// Per address: when its window started, and its count in it.
     seen: HashMap<IpAddr, (Instant, u32)>,
+    /// When old windows were last forgotten.
+    pruned: Option<Instant>,
+}
+
+/// The address a limit counts: an IPv6 address by its /64, which one
+/// subscriber usually holds whole (else each of its addresses would get
+/// an allowance of its own).
+fn counted(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into())
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("mapped")),
+        v4 => v4,
+    }
 }
 
 impl RateLimit {
@@ -96,12 +111,13 @@ impl RateLimit {
             limit,
             window: Duration::from_secs(60),
             seen: HashMap::new(),
+            pruned: None,
         }
     }
 
     /// `Err(seconds to wait)` when `ip` has used its allowance; does not count.
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), u64> {
-        match self.seen.get(&ip) {
+        match self.seen.get(&counted(ip)) {
             Some(&(start, count)) if now < start + self.window && count >= self.limit => {
                 let left = (start + self.window).saturating_duration_since(now);
                 Err(left.as_secs().max(1))
@@ -112,13 +128,14 @@ impl RateLimit {
 
     /// Counts one event for `ip`.
     pub fn count(&mut self, ip: IpAddr, now: Instant) {
-        // Forget old windows now and then, so the map stays as small as
-        // the set of recent addresses.
-        if self.seen.len() > 10_000 {
-            let window = self.window;
+        // Forget old windows, at most once a window (not on every request
+        // of a crowd), so the map stays as small as the recent addresses.
+        let window = self.window;
+        if self.seen.len() > 10_000 && self.pruned.is_none_or(|at| now >= at + window) {
             self.seen.retain(|_, (start, _)| now < *start + window);
+            self.pruned = Some(now);
         }
-        let entry = self.seen.entry(ip).or_insert((now, 0));
+        let entry = self.seen.entry(counted(ip)).or_insert((now, 0));
         if now >= entry.0 + self.window {
             *entry = (now, 0);
         }
@@ -215,7 +232,7 @@ impl Access {
 
     /// Private mode, before routing: a cookie-borne `POST` from a foreign
     /// page is refused (no cross-site request forgery), and an endpoint
-    /// that needs a token is refused without one before its body is read.
+    /// that needs a token is refused without one before it is routed.
     fn private_gate(&self, head: &Head, id: &Identity) -> Result<(), Response> {
         if head.method == Method::Post && id.by_cookie {
             if let Some(origin) = head.origin.as_deref() {
@@ -263,12 +280,19 @@ impl Access {
                     forbidden("that room is not yours")
                 }
             }
-            Action::Publish { room, .. } => {
-                if id.who == Who::Publisher || id.who.has_room(room) {
-                    Ok(())
-                } else {
-                    forbidden("that room is not yours")
+            Action::Publish { room, event, data } => {
+                if !(id.who == Who::Publisher || id.who.has_room(room)) {
+                    return forbidden("that room is not yours");
                 }
+                // A `message` event reads as a chat message; a role on one
+                // comes from a token only through POST /messages, else a
+                // customer could pass for an agent answering.
+                if event == "message" && matches!(id.who, Who::Customer(_)) && claims_a_role(data) {
+                    return forbidden(
+                        "a message event from a room token may not carry a \"role\"; chat messages go through POST /messages",
+                    );
+                }
+                Ok(())
             }
             Action::Rooms => match id.who {
                 Who::Agent(_) => Ok(()),
@@ -449,6 +473,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether `data` is a JSON object with a `"role"`, as a chat message of
+/// the private desk has.
+fn claims_a_role(data: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(data.as_bytes())
+        .is_ok_and(|value| value.get("role").is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +489,32 @@ mod tests {
         who: Who::Open,
         by_cookie: false,
     };
+
+    /// Ten a minute per address; an IPv6 /64 is one address (its other
+    /// addresses share the count), an IPv4 and its mapped IPv6 form too;
+    /// the next window starts afresh.
+    #[test]
+    fn rate_limits_count_an_ipv6_subnet_as_one_address() {
+        let mut limit = RateLimit::per_minute(10);
+        let now = Instant::now();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        for n in 0..10 {
+            assert_eq!(limit.check(ip(&format!("2001:db8::{n:x}")), now), Ok(()));
+            limit.count(ip(&format!("2001:db8::{n:x}")), now);
+        }
+        assert_eq!(limit.check(ip("2001:db8::ffff:1"), now), Err(60));
+        assert_eq!(
+            limit.check(ip("2001:db8:0:1::1"), now),
+            Ok(()),
+            "another /64"
+        );
+        for _ in 0..10 {
+            limit.count(ip("192.0.2.7"), now);
+        }
+        assert!(limit.check(ip("::ffff:192.0.2.7"), now).is_err());
+        let later = now + Duration::from_secs(60);
+        assert_eq!(limit.check(ip("2001:db8::1"), later), Ok(()));
+    }
 
     fn access(token: Option<&str>, origins: &[&str]) -> Access {
         Access::new(&Config {

@@ -58,7 +58,7 @@ pub struct Head {
     pub last_event_id: Option<String>,
     /// `Origin` header, for CORS.
     pub origin: Option<String>,
-    /// `Authorization` header, for `--publish-token`.
+    /// `Authorization` header: the `--publish-token` or an access token.
     pub authorization: Option<String>,
     /// `Content-Type` header.
     pub content_type: Option<String>,

@@ -175,14 +175,14 @@ fn info_json(who: &Who) -> String {
             (
                 json_string(&claims.sub),
                 rooms,
-                (claims.exp * 1000).to_string(),
+                claims.exp.saturating_mul(1000).to_string(),
             )
         }
         // An agent's rooms are all of them: null, as in "no limit".
         Who::Agent(claims) => (
             json_string(&claims.sub),
             "null".into(),
-            (claims.exp * 1000).to_string(),
+            claims.exp.saturating_mul(1000).to_string(),
         ),
         _ => ("null".into(), "[]".into(), "null".into()),
     };

@@ -505,13 +505,38 @@ fn publish_takes_a_room_token_or_the_static_token() {
         c.auth_secret = Some(SECRET.into());
         c.publish_token = Some("device-key".into());
     });
-    let publish =
-        |headers: &str| ask(&server, "POST", "/publish?room=sensors", headers, "t=21").status;
+    let publish = |headers: &str| {
+        ask(
+            &server,
+            "POST",
+            "/publish?room=sensors&event=reading",
+            headers,
+            "t=21",
+        )
+        .status
+    };
     assert_eq!(publish(""), 401);
     assert_eq!(publish(&bearer("device-key")), 201);
     assert_eq!(publish(&bearer(&customer("sensors"))), 201);
     assert_eq!(publish(&bearer(&customer("elsewhere"))), 403);
     assert_eq!(publish(&bearer(&agent())), 201);
+    // A `message` event would read as a chat message, with whatever author
+    // and role its body claims: a room token may not publish one (nor by
+    // leaving the name out); the host's publish token and agents may.
+    let forged =
+        r#"{"id":1,"room":"sensors","user":"Grace","text":"refund approved","role":"agent"}"#;
+    for path in [
+        "/publish?room=sensors",
+        "/publish?room=sensors&event=message",
+    ] {
+        let reply = ask(&server, "POST", path, &bearer(&customer("sensors")), forged);
+        assert_eq!(reply.status, 403, "{path}: {}", reply.text());
+        assert!(reply.text().contains("POST /messages"), "{}", reply.text());
+    }
+    for token in [bearer("device-key"), bearer(&agent())] {
+        let reply = ask(&server, "POST", "/publish?room=sensors", &token, "t=22");
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    }
     // The static token reads nothing.
     assert_eq!(
         ask(
