@@ -29,7 +29,8 @@ impl Limits {
     /// Redis allows 512 MiB bulk strings, but the event log stores bodies
     /// of at most `--max-body` (64 KiB by default), so a claim near Redis's
     /// own limit is far more likely a corrupt stream than a real value; a
-    /// server started with a larger `--max-body` raises `max_bulk` to match.
+    /// cluster node started with a larger `--max-body` raises `max_bulk` to
+    /// match (`RedisLog::start`).
     /// XREAD and XRANGE replies nest 4 arrays deep.
     pub const DEFAULT: Limits = Limits {
         max_bulk: 64 << 20,

@@ -78,17 +78,10 @@ fn node_with(redis: RedisUrl, prefix: &str, tune: impl FnOnce(&mut Config)) -> T
     })
 }
 
-/// The built binary with `args`, no `SSEHUB_*` variable inherited.
+/// The built binary (see [`ssehub_command`]), its log piped.
 fn ssehub(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ssehub"));
-    command.args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SSEHUB_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = ssehub_command(args, env);
     command
-        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -209,16 +202,6 @@ fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     });
     let code = wait_exit(&mut child);
     (code, reader.join().unwrap())
-}
-
-/// The `ADDR:PORT` after `http://` in a log line.
-#[track_caller]
-fn address_in(line: &str) -> SocketAddr {
-    let rest = &line[line.find("http://").expect("a URL") + "http://".len()..];
-    let end = rest.find(['/', ' ']).unwrap_or(rest.len());
-    rest[..end]
-        .parse()
-        .unwrap_or_else(|_| panic!("no address in {line:?}"))
 }
 
 /// A loopback port that was free a moment ago.
@@ -1199,6 +1182,68 @@ fn a_node_cut_off_from_redis_catches_up_on_what_others_published() {
     let last = post_message(a.addr, "r", "ann", "back");
     assert_eq!(next_ids(&mut sa, 1), [last], "nothing twice on a");
     assert_eq!(next_ids(&mut sb, 1), [last], "nothing twice on b");
+}
+
+/// A failover to a replica that lagged: Redis keeps its epoch but loses
+/// its newest entries, and its last id goes back. A node that had read
+/// them notices when it reconnects: its streams start over, a browser
+/// resuming from the lost id gets a gap, and the last id is raised back,
+/// so no node hands those ids out again.
+#[test]
+fn redis_losing_only_its_newest_entries_makes_clients_resync() {
+    let redis = RedisServer::start();
+    let proxy = RedisProxy::start(redis.port);
+    let prefix = unique_prefix("tail");
+    let a = node(proxy.redis_url(), &prefix);
+    wait_redis_up(a.addr);
+    let (mut stream, _) = open(a.addr, "/events?room=r", "");
+    let ids: Vec<u64> = (0..3)
+        .map(|n| post_message(a.addr, "r", "ann", &format!("before {n}")))
+        .collect();
+    assert_eq!(next_ids(&mut stream, 3), ids);
+
+    proxy.cut();
+    assert!(
+        eventually(RECONNECT_DEADLINE, || redis_is(a.addr, "down")),
+        "{}",
+        health(a.addr)
+    );
+    // The replica had only the first event.
+    let stream_id = |id: u64| format!("{}-{}", id / 1000, id % 1000);
+    for key in ["log", "room:r"] {
+        let key = format!("{prefix}:{key}");
+        for lost in &ids[1..] {
+            redis.call(&[b"XDEL", key.as_bytes(), stream_id(*lost).as_bytes()]);
+        }
+    }
+    let last_key = format!("{prefix}:last");
+    redis.call(&[b"SET", last_key.as_bytes(), stream_id(ids[0]).as_bytes()]);
+
+    proxy.restore();
+    assert!(
+        stream.client.closes_within(RECONNECT_DEADLINE),
+        "the stream went on as if nothing was lost"
+    );
+    assert!(
+        eventually(RECONNECT_DEADLINE, || redis_is(a.addr, "up")),
+        "{}",
+        health(a.addr)
+    );
+    assert_eq!(
+        redis.call(&[b"GET", last_key.as_bytes()]),
+        Reply::Bulk(Some(stream_id(ids[2]).into_bytes())),
+        "the last id was raised back to what the node had read"
+    );
+    let (mut resumed, _) = open(
+        a.addr,
+        "/events?room=r",
+        &format!("Last-Event-ID: {}\r\n", ids[2]),
+    );
+    let first = next_event(&mut resumed);
+    assert_eq!(first.event.as_deref(), Some("gap"), "{first:?}");
+    let after = post_message(a.addr, "r", "ann", "after");
+    assert!(after > ids[2], "id {after} not above {}", ids[2]);
+    assert_eq!(next_ids(&mut resumed, 1), [after]);
 }
 
 /// A Redis address that accepts connections and closes them at once (a

@@ -63,7 +63,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const READY_WAIT: Duration = Duration::from_secs(2);
 /// Pause before accepting again when the process is out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Bytes a stream's client may send (it should send none) before it is dropped.
+/// Bytes a stream's client may send in one readiness event (it should send
+/// none) before it is dropped.
 const STREAM_READ_BUDGET: usize = 64 * 1024;
 /// Bytes drained per readiness event from a lingering connection.
 const LINGER_READ_BUDGET: usize = 1 << 20;
@@ -216,7 +217,13 @@ impl Server {
                         let _ = shared.waker.wake();
                     });
                     let prefix = &config.redis_prefix;
-                    Box::new(RedisLog::start(url.clone(), prefix, config.history, wake)?)
+                    Box::new(RedisLog::start(
+                        url.clone(),
+                        prefix,
+                        config.history,
+                        config.max_body,
+                        wake,
+                    )?)
                 }
                 (None, Some(path)) => Box::new(JournalLog::open(path, first_id)?),
                 (None, None) => Box::new(MemoryLog::new(first_id)),
@@ -738,7 +745,6 @@ impl Server {
 
     // ----- writing, resuming, closing -----------------------------------
 
-    /// Flushes every waiting answer, then a slice of the streams.
     /// How long a stream's new bytes may wait before they are written.
     /// Zero while few streams wait (an idle server's first event goes out
     /// at once); under a broadcast to thousands of streams, up to
@@ -753,6 +759,7 @@ impl Server {
         most.mul_f64((waiting as f64 / BATCH_FULL as f64).min(1.0))
     }
 
+    /// Flushes every waiting answer, then a slice of the streams.
     fn flush_all(&mut self) {
         let delay = self.flush_delay();
         for token in self.conns.take_replies() {

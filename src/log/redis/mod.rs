@@ -67,6 +67,23 @@ const PRESENCE_TTL_SECS: u64 = 10;
 /// Why a publish is refused while Redis cannot be reached.
 const DOWN: &str = "the cluster's Redis cannot be reached; try again";
 
+/// Sets KEYS[1] (the log's last id, `MS-SEQ`) to ARGV[1] if it is absent
+/// or older; returns 1 if it did, 0 otherwise.
+pub const RAISE_LAST_SCRIPT: &str = r#"
+local function parse(id)
+  local dash = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1))
+end
+local last = redis.call('GET', KEYS[1])
+if last then
+  local lms, lseq = parse(last)
+  local ms, seq = parse(ARGV[1])
+  if lms > ms or (lms == ms and lseq >= seq) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"#;
+
 /// Picks the next id and writes one event. KEYS: log, room stream, last
 /// id, room set, dropped marks. ARGV: log length, history, room, floor
 /// (the newest id the node has seen, as MS and SEQ), then the fields.
@@ -123,6 +140,9 @@ struct Shared {
     /// the latest may lead to a Redis that went away, so it is replaced
     /// before it carries a publish.
     generation: AtomicU64,
+    /// What a reply may hold: a stored event's body may be as long as
+    /// `--max-body`, which can pass the decoder's default.
+    limits: Limits,
 }
 
 impl Shared {
@@ -220,6 +240,7 @@ impl RedisLog {
         url: RedisUrl,
         prefix: &str,
         history: usize,
+        max_body: usize,
         wake: Box<dyn Fn() + Send + Sync>,
     ) -> io::Result<RedisLog> {
         let mut name = [0u8; 8];
@@ -236,6 +257,7 @@ impl RedisLog {
             seen: Mutex::new(StreamId { ms: 0, seq: 0 }),
             reader_up: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            limits: reply_limits(max_body),
         });
         let (jobs, inbox) = mpsc::channel();
         let writer = Writer {
@@ -363,6 +385,16 @@ impl EventLog for RedisLog {
 
 // ----- connections -----------------------------------------------------------
 
+/// What a node accepts in a reply: at least a stored body of `max_body`
+/// bytes (the fields around it are small; 64 KiB covers them), or a node
+/// would choke, again and again, on one event its own server accepted.
+fn reply_limits(max_body: usize) -> Limits {
+    Limits {
+        max_bulk: Limits::DEFAULT.max_bulk.max(max_body + (64 << 10)),
+        ..Limits::DEFAULT
+    }
+}
+
 /// One blocking connection to Redis.
 struct Conn {
     stream: TcpStream,
@@ -371,7 +403,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn open(url: &RedisUrl, read_timeout: Duration) -> io::Result<Conn> {
+    fn open(url: &RedisUrl, read_timeout: Duration, limits: Limits) -> io::Result<Conn> {
         let addr = url
             .address()
             .to_socket_addrs()?
@@ -384,7 +416,7 @@ impl Conn {
         let mut conn = Conn {
             stream,
             buf: Vec::new(),
-            decoder: Decoder::new(Limits::DEFAULT),
+            decoder: Decoder::new(limits),
         };
         let mut hello = Vec::new();
         let commands = url.handshake(&mut hello);
@@ -493,6 +525,19 @@ fn event_of(entry: &StreamEntry) -> Option<Retained> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body as long as a raised `--max-body` is read back, not refused
+    /// as a corrupt reply (the claim alone is enough for the decoder).
+    #[test]
+    fn replies_hold_a_body_as_long_as_max_body() {
+        let max_body = 100 << 20;
+        let head = format!("${max_body}\r\n");
+        let too_long = resp::decode_with(head.as_bytes(), Limits::DEFAULT);
+        assert!(too_long.is_err(), "the default refuses it: {too_long:?}");
+        let taken = resp::decode_with(head.as_bytes(), reply_limits(max_body));
+        assert!(matches!(taken, Ok(None)), "waits for the body: {taken:?}");
+        assert_eq!(reply_limits(64 << 10), Limits::DEFAULT);
+    }
 
     #[test]
     fn events_round_trip_through_stream_fields() {

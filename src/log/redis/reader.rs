@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use log::warn;
 
-use super::{event_of, redis_error, Conn, Keys, Shared, BLOCK_MS, IO_TIMEOUT, RETRY_EVERY};
+use super::{
+    event_of, redis_error, Conn, Keys, Shared, BLOCK_MS, IO_TIMEOUT, RAISE_LAST_SCRIPT, RETRY_EVERY,
+};
 use crate::log::Settled;
 use crate::redis_url::RedisUrl;
 use crate::resp::{self, Reply, StreamId};
@@ -30,7 +32,7 @@ impl Reader {
     pub(super) fn run(mut self) {
         let read_timeout = Duration::from_millis(BLOCK_MS) + IO_TIMEOUT;
         while !self.shared.stop.load(Ordering::SeqCst) {
-            let mut conn = match Conn::open(&self.url, read_timeout) {
+            let mut conn = match Conn::open(&self.url, read_timeout, self.shared.limits) {
                 Ok(conn) => conn,
                 Err(_) => {
                     std::thread::sleep(RETRY_EVERY);
@@ -74,8 +76,14 @@ impl Reader {
             // Redis lost its data since this node last read it: ids it
             // handed out may come again for other events.
             Some(known) if *known != epoch => true,
-            Some(_) => seen > StreamId { ms: 0, seq: 0 } && self.trimmed_past(conn, &log, seen)?,
-            None => false,
+            Some(_) if seen > StreamId { ms: 0, seq: 0 } => {
+                // Or it lost only its newest entries (a replica that lagged
+                // took over, epoch and all): the log's last id is behind
+                // what this node read. Raised back to it, no node hands
+                // those ids out again.
+                self.trimmed_past(conn, &log, seen)? || self.raised_last(conn, seen)?
+            }
+            _ => false,
         };
         if self.epoch.is_none() || lost {
             if lost {
@@ -134,6 +142,22 @@ impl Reader {
         let first = resp::parse_range(conn.reply()?)
             .map_err(|e| io::Error::other(format!("XRANGE: {e}")))?;
         Ok(first.first().is_some_and(|entry| entry.id > seen))
+    }
+
+    /// Sets `P:last` to `seen` if it is behind it (or gone); says whether
+    /// it was, that is whether the log lost entries this node had read.
+    fn raised_last(&self, conn: &mut Conn, seen: StreamId) -> io::Result<bool> {
+        let seen = seen.to_string();
+        match conn.call(&[
+            b"EVAL",
+            RAISE_LAST_SCRIPT.as_bytes(),
+            b"1",
+            &self.keys.key("last"),
+            seen.as_bytes(),
+        ])? {
+            Reply::Integer(raised) => Ok(raised == 1),
+            other => Err(redis_error("raising the last id", &other)),
+        }
     }
 
     /// Every room's history as Redis holds it, for the loop to start from

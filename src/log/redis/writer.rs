@@ -37,7 +37,7 @@ impl Writer {
                 next_try = Instant::now();
             }
             if conn.is_none() && Instant::now() >= next_try {
-                match Conn::open(&self.url, REPLY_TIMEOUT) {
+                match Conn::open(&self.url, REPLY_TIMEOUT, self.shared.limits) {
                     Ok(c) => {
                         info!("redis: connected (writer)");
                         conn = Some(c);
@@ -59,7 +59,7 @@ impl Writer {
             let latest = self.shared.generation.load(Ordering::SeqCst);
             if conn.is_some() && generation != latest {
                 // As above, for a job that came while this thread waited.
-                conn = Conn::open(&self.url, REPLY_TIMEOUT).ok();
+                conn = Conn::open(&self.url, REPLY_TIMEOUT, self.shared.limits).ok();
                 generation = latest;
             }
             let result = match (&mut conn, &job) {
