@@ -2,7 +2,7 @@
 // (GET /session), a customer's own conversation (POST /session), an agent's
 // login and logout, and a customer's token renewed before it runs out.
 // The token itself lives in an HttpOnly cookie the server sets: this page
-// never sees or stores it, and the cookie is what keeps the conversation
+// never stores it (POST /session's body shows it, and is dropped), and the cookie is what keeps the conversation
 // across reloads and tabs.
 import { AGENT, safeJson, el } from './env.js';
 import { state } from './store.js';

@@ -155,7 +155,6 @@ export function initComposer() {
     local.set(nameKey, el.name.value.trim() || null);
     remarkOwn();
   });
-  if (!el.name.value) el.name.placeholder = 'Type your name';
 }
 
 // Private mode: a customer's name is the token's, so a new one is a new

@@ -9,6 +9,27 @@ export const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 export const DEFAULT_ROOM = 'lobby';
 export const MAX_TEXT = 4000;
 
+/** The room named after `#` in the address, or '' (a malformed escape such as `#%E0` included). */
+export function hashRoom() {
+  try { return decodeURIComponent(location.hash.slice(1)); } catch { return ''; }
+}
+
+/** Keeps a stream's URL well under the server's header limit. */
+const MAX_URL = 6000;
+
+/** `names` without repeats, as many as fit one stream URL (always the first). */
+export function fitRooms(names) {
+  const out = [];
+  let len = 0;
+  for (const n of names) {
+    if (out.includes(n)) continue;
+    if (out.length && len + n.length + 6 > MAX_URL) continue;
+    len += n.length + 6;
+    out.push(n);
+  }
+  return out;
+}
+
 export function safeJson(text, fallback) {
   if (text == null) return fallback;
   try { return JSON.parse(text); } catch { return fallback; }

@@ -2,7 +2,7 @@
 // resources. This module wires them together: switching rooms, the stream's
 // events, the connection indicator and the start (open mode, or a private
 // desk's customer or agent: see auth.js).
-import { AGENT, ROOM_RE, DEFAULT_ROOM, local, session, safeJson, el } from './env.js';
+import { AGENT, ROOM_RE, DEFAULT_ROOM, local, session, safeJson, el, hashRoom } from './env.js';
 import { state, rooms, room, markRead, setBaseline, subscribe, notify } from './store.js';
 import * as messages from './messages.js';
 import {
@@ -168,7 +168,7 @@ document.querySelector('.skip').addEventListener('click', (e) => {
 
 window.addEventListener('hashchange', () => {
   if (privateCustomer()) return; // no other room is reachable
-  const name = decodeURIComponent(location.hash.slice(1));
+  const name = hashRoom();
   if (ROOM_RE.test(name) && name !== state.current) openRoom(name);
 });
 
@@ -222,7 +222,7 @@ async function startAgent() {
   el.logout.addEventListener('click', () => auth.logout());
   initComposer();
   initRooms(openRoom);
-  const fromHash = decodeURIComponent(location.hash.slice(1));
+  const fromHash = hashRoom();
   if (ROOM_RE.test(fromHash)) openRoom(fromHash);
   else {
     // No conversation is opened for the agent: opening one would mark it read.
@@ -237,7 +237,7 @@ async function startAgent() {
 function startOpen() {
   initComposer();
   initRooms(openRoom);
-  const fromHash = decodeURIComponent(location.hash.slice(1));
+  const fromHash = hashRoom();
   const first = ROOM_RE.test(fromHash) ? fromHash
     : (!AGENT && ROOM_RE.test(local.get('room') || '') ? local.get('room') : DEFAULT_ROOM);
   if (!AGENT) restoreVisited((session.get('visited') || '').split(','));

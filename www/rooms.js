@@ -1,11 +1,10 @@
 // The room list (in the agent view: every room, unread first), the client
 // counts from GET /rooms and `presence`, and whether an agent is online.
-import { AGENT, ROOM_RE, DEFAULT_ROOM, el } from './env.js';
+import { AGENT, ROOM_RE, DEFAULT_ROOM, el, fitRooms } from './env.js';
 import { state, rooms, room, subscribe, notify } from './store.js';
 
 const POLL_MS = 3000; // GET /rooms
 const MAX_VISITED = 8; // rooms a customer tab keeps subscribed
-const MAX_URL = 6000; // keep the stream URL well under the server's header limit
 
 let pick = () => {}; // opens a room; main.js owns switching
 
@@ -43,14 +42,7 @@ export function wantedRooms() {
   } else {
     names = state.visited.length ? state.visited.slice() : [state.current || DEFAULT_ROOM];
   }
-  const out = [];
-  let len = 0;
-  for (const n of names) {
-    len += n.length + 6;
-    if (len > MAX_URL && out.length) break;
-    out.push(n);
-  }
-  return out;
+  return fitRooms(names);
 }
 
 /** A customer's tab keeps the rooms it opened subscribed, so their unread counts stay right. */

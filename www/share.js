@@ -12,8 +12,8 @@
 // oldest tab wins; a tab that hears no leader for a while takes over).
 // Without BroadcastChannel each tab has its own stream, as before.
 import { Stream } from './stream.js';
+import { fitRooms } from './env.js';
 
-const MAX_URL = 6000; // as rooms.js: the union of the tabs' rooms must fit one URL
 const ANNOUNCE_MS = 15000; // a tab repeats its rooms this often...
 const STALE_MS = 60000; // ...and the leader forgets a tab not heard for this long (it crashed)
 // Election without Web Locks: a leader says something at least every second
@@ -257,15 +257,9 @@ class SharedFeed {
     // Tabs announce in bursts (a new leader, several tabs opening): one new stream.
     this.unionTimer = setTimeout(() => {
       if (!this.stream) return; // handed over meanwhile
-      const names = [];
-      let len = 0;
-      const add = (n) => {
-        if (names.includes(n)) return;
-        len += n.length + 6;
-        if (len <= MAX_URL || !names.length) names.push(n);
-      };
-      this.mine.forEach(add);
-      for (const t of this.tabs.values()) t.rooms.forEach(add);
+      const all = [...this.mine];
+      for (const t of this.tabs.values()) all.push(...t.rooms);
+      const names = fitRooms(all);
       if (names.length) this.stream.setRooms(names);
     }, 60);
   }

@@ -8,7 +8,8 @@ export const state = {
   subscribed: [], // the rooms this tab's stream carries
   baseline: null, // the first hello's last_id: older messages count as read
   hiddenNew: 0, // customer: messages that arrived while the tab was hidden
-  // Who this page is (auth.js, from GET /session). Open mode: private false, role 'open'.
+  // Who this page is (auth.js, from GET /session); 'open' until it answers
+  // (and for good if it cannot: a server without sessions). Open mode: private false.
   me: { private: false, role: 'open', user: null, room: null, expires: 0 },
 };
 
